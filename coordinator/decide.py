@@ -1,0 +1,173 @@
+"""What the coordinator decides: who runs what next, what a result means, when to stop. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.state import SwarmState, TrialRecord
+from swarm.config import AcceptanceSpec, StopSpec
+from swarm.policy import Direction, improvement, margin, mean, pooled_spread
+
+__all__ = [
+    "Assignment", "Judgement", "assign", "next_judgement", "budget_spent", "stop_reason",
+    "recent_trials",
+]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    action: str  # evaluate | propose | stop
+    kind: str | None = None  # for evaluate: baseline | candidate | confirm
+    commit: str = ""
+    tree: str = ""
+    parent: str = ""
+    of: str | None = None
+    hypothesis: str = ""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    trial: str
+    verdict: str  # promising | discard | accept | unconfirmed | rebase
+    reference: float
+    required: float
+    improvement: float
+    runs: int
+    reason: str = ""
+
+
+def assign(state: SwarmState, worker: str, live: set[str], acceptance: AcceptanceSpec,
+           stopping: str | None, winding_down: bool = False) -> Assignment:
+    """Confirmations and rebased winners first, then noise baselines, then a new proposal.
+
+    Winding down (the trial budget is spent) still finishes owed work: the confirmations and
+    re-runs that decide whether promising trials, already paid for, become best.
+    """
+    if stopping:
+        return Assignment("stop")
+    owed = (_confirmation(state, worker, live, acceptance.confirm_runs)
+            or _rebased_winner(state))
+    if owed or winding_down:
+        return owed or Assignment("stop")
+    return (_baseline(state, acceptance.baseline_runs)
+            or Assignment("propose", commit=state.best.commit, parent=state.best.commit))
+
+
+def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -> Assignment | None:
+    for trial_id in state.awaiting:
+        trial = state.trials[trial_id]
+        runs = state.confirmations(trial_id)
+        busy = {trial.worker} | {run.worker for run in runs}
+        # Re-runs belong on other workers; only when none is left may a worker confirm itself.
+        if len(runs) < wanted and (worker not in busy or not (live - busy)):
+            return Assignment("evaluate", "confirm", trial.commit, trial.tree, trial.parent,
+                              of=trial.id, hypothesis=trial.hypothesis)
+    return None
+
+
+def _rebased_winner(state: SwarmState) -> Assignment | None:
+    if not state.rebase_queue:
+        return None
+    pick = state.rebase_queue[0]
+    return Assignment("evaluate", "candidate", pick["commit"], pick["tree"], pick["parent"],
+                      of=pick["of"], hypothesis=pick["hypothesis"])
+
+
+def _baseline(state: SwarmState, wanted: int) -> Assignment | None:
+    best = state.best
+    running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit))
+    if len(state.best_samples()) + running >= wanted:
+        return None
+    return Assignment("evaluate", "baseline", best.commit, best.tree, best.commit,
+                      hypothesis="baseline run of best")
+
+
+def _is_baseline_of(trial: TrialRecord, commit: str) -> bool:
+    return trial.kind == "baseline" and trial.commit == commit
+
+
+def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
+                   direction: Direction) -> Judgement | None:
+    """The next verdict that can be made now; acceptances first, the largest gain first.
+
+    One at a time, because an acceptance moves best and so changes every later verdict.
+    """
+    spread = pooled_spread(state.samples.values())
+    required = margin(acceptance.min_delta, acceptance.noise_k, spread)
+    found = [j for j in _candidate_judgements(state, acceptance, direction, required)
+             + _confirmation_judgements(state, acceptance, direction, required) if j]
+    accepts = [j for j in found if j.verdict == "accept"]
+    if accepts:
+        return max(accepts, key=lambda j: j.improvement)
+    return min(found, key=lambda j: j.trial, default=None)
+
+
+def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec, direction: Direction,
+                          required: float) -> list[Judgement | None]:
+    found = []
+    for trial_id in sorted(state.unjudged):
+        trial = state.trials[trial_id]
+        found.append(_judge(state, trial, [trial.metric], direction, required,
+                            success="accept" if acceptance.confirm_runs == 0 else "promising"))
+    return found
+
+
+def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
+                             direction: Direction, required: float) -> list[Judgement | None]:
+    found: list[Judgement | None] = []
+    for trial_id in state.awaiting:
+        trial = state.trials[trial_id]
+        runs = state.confirmations(trial_id)
+        if len(runs) < acceptance.confirm_runs or any(r.status is None for r in runs):
+            continue
+        failed = [r for r in runs if r.status != "ok"]
+        if failed:
+            found.append(Judgement(trial_id, "unconfirmed", 0.0, required, 0.0, len(runs) + 1,
+                                   f"confirmation {failed[0].id} ended {failed[0].status}"))
+            continue
+        metrics = [trial.metric] + [r.metric for r in runs]
+        found.append(_judge(state, trial, metrics, direction, required, success="accept",
+                            failure="unconfirmed"))
+    return found
+
+
+def _judge(state: SwarmState, trial: TrialRecord, metrics: list[float | None], direction: Direction,
+           required: float, success: str, failure: str = "discard") -> Judgement | None:
+    reference_runs = state.reference_samples(trial.parent)
+    if not reference_runs:
+        return None  # the parent's baseline has not finished yet: judge later
+    reference = mean(reference_runs)
+    gain = improvement(mean([m for m in metrics if m is not None]), reference, direction)
+    verdict = success if gain > required else failure
+    # A winner whose parent is no longer best must be re-based and re-run before it counts.
+    if verdict in ("accept", "promising") and trial.parent != state.best.commit:
+        verdict = "rebase"
+    return Judgement(trial.id, verdict, reference, required, gain, len(metrics))
+
+
+def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
+    """Why no new proposal should start (owed confirmations still run), or None."""
+    if stop.max_trials is not None and state.evaluations >= stop.max_trials:
+        return f"max_trials reached ({stop.max_trials})"
+    return None
+
+
+def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed_s: float,
+                requested: bool) -> str | None:
+    """Why no new work at all should start, or None to go on."""
+    if requested:
+        return "stop requested"
+    if stop.hours is not None and elapsed_s >= stop.hours * 3600:
+        return f"hours reached ({stop.hours})"
+    best_runs = state.best_samples()
+    if stop.target_metric is not None and best_runs and improvement(
+            mean(best_runs), stop.target_metric, direction) >= 0:
+        return f"target_metric reached ({stop.target_metric})"
+    return None
+
+
+def recent_trials(state: SwarmState, limit: int = 20) -> list[dict]:
+    """The latest finished candidates of every worker, for proposers to learn from."""
+    finished = [t for t in state.trials.values() if t.kind == "candidate" and t.status]
+    return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis, "status": t.status,
+             "metric": t.metric, "verdict": t.verdict} for t in finished[-limit:]]

@@ -1,0 +1,53 @@
+"""results.tsv in autoresearch's columns, derived from the state (so a crash never leaves it behind)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from coordinator.state import SwarmState, TrialRecord
+
+__all__ = ["result_status", "results_rows", "write_results"]
+
+_VERDICT_STATUS = {"accepted": "keep", "discard": "discard", "unconfirmed": "unconfirmed",
+                   "rebased": "rebased", "stale_conflict": "stale_conflict", "promising": "pending"}
+
+
+def result_status(trial: TrialRecord) -> str:
+    """keep | discard | crash as autoresearch writes them, plus the swarm's own statuses."""
+    if trial.status != "ok":
+        return str(trial.status)
+    if trial.kind in ("baseline", "confirm"):
+        return trial.kind
+    return _VERDICT_STATUS.get(trial.verdict or "", "pending")
+
+
+def results_rows(state: SwarmState, metric_name: str) -> list[list[str]]:
+    rows = [["trial", "commit", metric_name, "memory_gb", "status", "worker", "description"]]
+    for trial in state.trials.values():
+        if trial.status is None:
+            continue
+        metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
+        memory = trial.metrics.get("peak_vram_mb", 0.0) / 1024
+        rows.append([trial.id, trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
+                     trial.worker, _description(trial)])
+    return rows
+
+
+def write_results(path: Path, rows: list[list[str]]) -> None:
+    """Replaces the file atomically, so a reader never sees half of it."""
+    scratch = path.with_suffix(".tsv.tmp")
+    scratch.write_text("".join("\t".join(_clean(cell) for cell in row) + "\n" for row in rows))
+    os.replace(scratch, path)
+
+
+def _description(trial: TrialRecord) -> str:
+    if trial.kind == "confirm":
+        return f"confirm {trial.of}: {trial.hypothesis}"
+    if trial.kind == "candidate" and trial.of:
+        return f"{trial.hypothesis} (rebased from {trial.of})"
+    return trial.hypothesis
+
+
+def _clean(cell: str) -> str:
+    return " ".join(cell.replace("\t", " ").split())

@@ -1,0 +1,284 @@
+"""The coordinator: owns the run directory (canonical repo, ledger, logs) and answers workers.
+
+Plain Python, no Ray: `coordinator/actor.py` wraps it. Every state change is a ledger event,
+written (fsync'd) before it is applied and before the caller hears back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import git
+
+from coordinator import decide
+from coordinator.results import results_rows, write_results
+from coordinator.state import SwarmState
+from swarm import gitops
+from swarm.config import SwarmConfig
+from swarm.errors import RunDirError
+from swarm.ledger import Ledger, read_events
+from swarm.policy import mean
+from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
+
+__all__ = ["Coordinator"]
+
+log = logging.getLogger(__name__)
+
+
+class Coordinator:
+    def __init__(self, config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.session = session
+        self.state = SwarmState()
+        self.live: dict[str, dict[str, Any]] = {}  # worker -> where it runs
+        self.stop_requested = False
+        self._open(resume)
+
+    # -- opening a run --------------------------------------------------------------------
+
+    def _open(self, resume: bool) -> None:
+        ledger_path = self.run_dir / "ledger.jsonl"
+        events = list(read_events(ledger_path))
+        restarted = any(e.get("session") == self.session for e in events
+                        if e["event"] == "session_started")
+        if events and not (resume or restarted):
+            raise RunDirError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                              "or --run-dir to start another")
+        if not events and resume:
+            raise RunDirError(f"{self.run_dir}: no ledger.jsonl to resume from")
+        for event in events:
+            self.state.apply(event)
+        if events:
+            self._check_same_target()
+            self.repo = gitops.open_repo(self.run_dir / "repo")
+        self.ledger = Ledger(ledger_path)
+        if not events:
+            self._create_run()
+        if not restarted:
+            self._record({"event": "session_started", "session": self.session})
+            self._lose_orphans()
+        self.session_start = self._session_start_time(events)
+        self._sync_refs()
+        self._merge_worktree = self._open_merge_worktree()
+        self._settle()
+
+    def _create_run(self) -> None:
+        repo_dir = self.run_dir / "repo"
+        self.repo = gitops.import_target(self.config.target.repo, repo_dir)
+        commit = self.repo.head.commit.hexsha
+        files = self.repo.git.ls_files().splitlines()
+        readonly = gitops.matching_paths(files, self.config.target.readonly)
+        self._record({"event": "run_started", "commit": commit,
+                      "tree": gitops.tree_of(self.repo, commit),
+                      "readonly_hashes": gitops.file_hashes(repo_dir, readonly),
+                      "config": self.config.model_dump(mode="json")})
+
+    def _check_same_target(self) -> None:
+        recorded = self.state.run_info["config"]["target"]
+        given = self.config.target.model_dump(mode="json")
+        for key in ("editable", "readonly", "run", "metric"):
+            if recorded[key] != given[key]:
+                raise RunDirError(f"{self.run_dir}: target.{key} was {recorded[key]!r} when the run "
+                                  f"started, now {given[key]!r}; start a new run to change it")
+
+    def _lose_orphans(self) -> None:
+        # Workers of an earlier session are gone with it; their trials will never report.
+        for trial_id in list(self.state.inflight):
+            if self.state.trials[trial_id].session != self.session:
+                self._finish_lost(trial_id, "its session ended before it reported")
+
+    def _session_start_time(self, events: list[dict[str, Any]]) -> float:
+        for event in events:
+            if event["event"] == "session_started" and event["session"] == self.session:
+                return event["ts"]
+        return time.time()
+
+    def _sync_refs(self) -> None:
+        # The ledger is the truth; a crash between an event and its ref update is mended here.
+        gitops.set_ref(self.repo, f"refs/heads/{gitops.BEST_BRANCH}", self.state.best.commit)
+        self.repo.git.reset("--hard", "-q")
+
+    def _open_merge_worktree(self) -> git.Repo:
+        path = self.run_dir / ".merge"
+        self.repo.git.worktree("prune")
+        if not (path / ".git").exists():
+            self.repo.git.worktree("add", "--force", "--detach", str(path), self.state.best.commit)
+        return gitops.open_repo(path)
+
+    # -- what workers call ----------------------------------------------------------------
+
+    def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]:
+        """A worker joins; returns what it needs to check trials (the readonly hashes)."""
+        self.live[worker_id] = where
+        return {"readonly_hashes": self.state.run_info["readonly_hashes"]}
+
+    def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
+        for trial_id in self.state.inflight_of(worker_id):
+            self._finish_lost(trial_id, "its worker asked for new work without reporting it")
+        choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,
+                               self.stop_reason(), winding_down=self._budget_spent() is not None)
+        best = self.state.best.commit
+        if choice.action == "stop":
+            return WorkUnit("stop", best)
+        if choice.action == "propose":
+            return WorkUnit("propose", best, commit=best, bundle=self._bundle(best, have),
+                            recent=decide.recent_trials(self.state))
+        trial_id = self._start_trial(worker_id, choice)
+        return WorkUnit("evaluate", best, trial_id=trial_id, kind=choice.kind, commit=choice.commit,
+                        bundle=self._bundle(choice.commit, have))
+
+    def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
+        """Registers a committed proposal: (trial id, None) to run it, or why it must not run."""
+        if self.stop_reason() or self._budget_spent():
+            return None, "stop"
+        duplicate = ((info.parent, info.tree) in self.state.tried
+                     or info.tree == self.state.tree_of.get(info.parent))
+        trial_id = self.state.next_trial_id()
+        self._record({"event": "trial_started", "trial": trial_id, "kind": "candidate",
+                      "worker": info.worker_id, "commit": info.commit, "tree": info.tree,
+                      "parent": info.parent, "session": self.session,
+                      "hypothesis": info.hypothesis, "patch_id": info.tree,
+                      "tokens_in": info.tokens_in, "tokens_out": info.tokens_out,
+                      "cost_usd": info.cost_usd})
+        if duplicate:
+            self._record({"event": "trial_finished", "trial": trial_id, "status": "duplicate",
+                          "reason": "the same change was already tried on this parent"})
+            self._write_results()
+            return trial_id, "duplicate"
+        return trial_id, None
+
+    def report(self, outcome: TrialOutcome) -> None:
+        """Records a finished trial, then makes every verdict that it allows. Idempotent."""
+        trial = self.state.trials.get(outcome.trial_id)
+        if trial is None or trial.status is not None:
+            return  # a retry of a report already recorded, or a trial already declared lost
+        status, reason = outcome.status, outcome.reason
+        if outcome.bundle is not None:
+            gitops.read_bundle(self.repo, outcome.bundle)
+        if gitops.has_commit(self.repo, trial.commit):
+            gitops.set_ref(self.repo, gitops.trial_ref(trial.id), trial.commit)
+            status, reason = self._recheck_scope(trial.parent, trial.commit, status, reason)
+        elif status != "lost":
+            status, reason = "lost", "its commit never reached the coordinator"
+        self._write_log(trial.id, outcome.log)
+        self._record({"event": "trial_finished", "trial": trial.id, "status": status,
+                      "metric": outcome.metric if status == "ok" else None,
+                      "metrics": outcome.metrics, "seconds": round(outcome.seconds, 3),
+                      "hardware": outcome.hardware, "reason": reason})
+        self._settle()
+
+    def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None:
+        self._record({"event": "proposal_failed", "worker": worker_id, "reason": reason,
+                      "cost_usd": cost_usd})
+
+    def worker_lost(self, worker_id: str, reason: str) -> None:
+        """The driver saw a worker die: its trial in flight is lost, owed re-runs are requeued."""
+        self.live.pop(worker_id, None)
+        for trial_id in self.state.inflight_of(worker_id):
+            self._finish_lost(trial_id, reason)
+        self._settle()
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        """Why no new work at all starts (None while the run goes on)."""
+        return decide.stop_reason(self.state, self.config.stop, self.config.target.metric.direction,
+                                  time.time() - self.session_start, self.stop_requested)
+
+    def _budget_spent(self) -> str | None:
+        return decide.budget_spent(self.state, self.config.stop)
+
+    def _settle(self) -> None:
+        """Makes every verdict the recorded results allow, one at a time (each may move best)."""
+        while (judgement := decide.next_judgement(self.state, self.config.acceptance,
+                                                   self.config.target.metric.direction)):
+            self._carry_out(judgement)
+        self._write_results()
+
+    def _carry_out(self, j: decide.Judgement) -> None:
+        numbers = {"reference": j.reference, "required": j.required,
+                   "improvement": j.improvement, "runs": j.runs}
+        event = {"event": "verdict", "trial": j.trial, "verdict": j.verdict, **numbers}
+        if j.reason:
+            event["reason"] = j.reason
+        if j.verdict == "accept":
+            event |= {"verdict": "accepted", "best_commit": self._best_commit_for(j)}
+        elif j.verdict == "rebase":
+            event |= self._rebase(j.trial)
+        self._record(event)
+        if event["verdict"] == "accepted":
+            self._sync_refs()
+
+    def _best_commit_for(self, j: decide.Judgement) -> str:
+        trial = self.state.trials[j.trial]
+        runs = [trial.metric] + [r.metric for r in self.state.confirmations(trial.id)]
+        trailers = (f"Swarm-Trial: {trial.id}\nSwarm-Worker: {trial.worker}\n"
+                    f"Swarm-Metric: {self.config.target.metric.name}={mean(runs):.6g}\n"
+                    f"Swarm-Runs: {len(runs)}")
+        message = f"{trial.hypothesis or 'an unnamed change'}\n\n{trailers}"
+        return gitops.commit_tree(self.repo, trial.tree, self.state.best.commit, message)
+
+    def _rebase(self, trial_id: str) -> dict[str, Any]:
+        trial, best = self.state.trials[trial_id], self.state.best
+        tree = gitops.cherry_pick(self._merge_worktree, trial.commit, best.commit)
+        if tree is None:
+            return {"verdict": "stale_conflict", "reason": f"conflicts with best {best.commit[:7]}"}
+        if tree == best.tree:
+            return {"verdict": "discard", "reason": "its change is already in best"}
+        message = f"{trial.hypothesis}\n\nSwarm-Rebased-From: {trial.id}"
+        commit = gitops.commit_tree(self.repo, tree, best.commit, message)
+        gitops.set_ref(self.repo, f"refs/swarm/rebased/{trial.id}", commit)
+        return {"verdict": "rebased", "commit": commit, "tree": tree, "parent": best.commit}
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _start_trial(self, worker_id: str, choice: decide.Assignment) -> str:
+        trial_id = self.state.next_trial_id()
+        self._record({"event": "trial_started", "trial": trial_id, "kind": choice.kind,
+                      "worker": worker_id, "commit": choice.commit, "tree": choice.tree,
+                      "parent": choice.parent, "of": choice.of, "hypothesis": choice.hypothesis,
+                      "session": self.session})
+        return trial_id
+
+    def _finish_lost(self, trial_id: str, reason: str) -> None:
+        self._record({"event": "trial_finished", "trial": trial_id, "status": "lost",
+                      "reason": reason})
+
+    def _recheck_scope(self, parent: str, commit: str, status: str, reason: str) -> tuple[str, str]:
+        # The worker checked already; the coordinator does not take its word for it.
+        changed = gitops.changed_paths(self.repo, parent, commit)
+        target = self.config.target
+        outside = [p for p in changed if not gitops.matching_paths([p], target.editable)
+                   or gitops.matching_paths([p], target.readonly)]
+        if outside:
+            return "out_of_scope", f"changes paths agents may not edit: {', '.join(outside[:5])}"
+        return status, reason
+
+    def _bundle(self, commit: str, have: str | None) -> bytes | None:
+        return gitops.make_bundle(self.repo, commit, [have] if have else [])
+
+    def _record(self, event: dict[str, Any]) -> None:
+        self.state.apply(self.ledger.append(event))
+
+    def _write_log(self, trial_id: str, text: str) -> None:
+        logs = self.run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{trial_id}.log").write_text(text)
+
+    def _write_results(self) -> None:
+        rows = results_rows(self.state, self.config.target.metric.name)
+        write_results(self.run_dir / "results.tsv", rows)
+
+    # -- what the driver shows ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        from coordinator.summary import summarize
+        reason = self.stop_reason() or self._budget_spent()
+        return summarize(self.state, self.config, self.live, self.session_start, reason)

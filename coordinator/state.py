@@ -1,0 +1,165 @@
+"""The coordinator's state, rebuilt by replaying ledger events. Pure: no Ray, no git, no I/O.
+
+Every change goes through `SwarmState.apply(event)`. The coordinator appends an event to the
+ledger first and applies it second, so replaying the ledger after a crash gives the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm.types import EVALUATED_STATUSES
+
+__all__ = ["TrialRecord", "BestRecord", "SwarmState", "trial_name"]
+
+
+def trial_name(number: int) -> str:
+    """Trial ids sort as text in the order they were started."""
+    return f"{number:05d}"
+
+
+@dataclass
+class TrialRecord:
+    id: str
+    kind: str  # baseline | candidate | confirm
+    worker: str
+    commit: str
+    tree: str
+    parent: str  # the best it was proposed on (candidates) or the best it re-runs (baselines)
+    session: str
+    of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
+    hypothesis: str = ""
+    patch_id: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    status: str | None = None  # None while in flight
+    metric: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    hardware: str = ""
+    reason: str = ""
+    verdict: str | None = None  # promising | discard | accepted | unconfirmed | rebased | stale_conflict
+
+
+@dataclass(frozen=True)
+class BestRecord:
+    commit: str
+    tree: str
+    trial: str | None  # None for the target as it was given
+    hypothesis: str
+
+
+@dataclass
+class SwarmState:
+    """Everything the coordinator decides from; see `apply` for the events that change it."""
+
+    initial: BestRecord | None = None
+    best: BestRecord | None = None
+    history: list[BestRecord] = field(default_factory=list)
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)  # tree -> ok metrics of that code
+    tree_of: dict[str, str] = field(default_factory=dict)  # commit -> tree, for every best
+    inflight: dict[str, str] = field(default_factory=dict)  # trial -> worker
+    unjudged: set[str] = field(default_factory=set)  # finished ok candidates without a verdict
+    awaiting: list[str] = field(default_factory=list)  # promising trials waiting for confirmation
+    rebase_queue: list[dict[str, Any]] = field(default_factory=list)  # clean picks to evaluate
+    tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, patch_id)
+    sessions: list[str] = field(default_factory=list)
+    run_info: dict[str, Any] = field(default_factory=dict)
+    evaluations: int = 0  # trials that ran or will run an experiment
+    proposal_failures: int = 0
+    cost_usd: float = 0.0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        handler = getattr(self, "_on_" + event["event"], None)
+        if handler is None:
+            raise ValueError(f"unknown ledger event {event['event']!r}")
+        handler(event)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_run_started(self, event: dict[str, Any]) -> None:
+        self.run_info = {k: v for k, v in event.items() if k not in ("event", "ts")}
+        self.initial = BestRecord(event["commit"], event["tree"], None, "the target as given")
+        self._set_best(self.initial)
+
+    def _on_session_started(self, event: dict[str, Any]) -> None:
+        self.sessions.append(event["session"])
+
+    def _on_trial_started(self, event: dict[str, Any]) -> None:
+        fields = {k: v for k, v in event.items() if k in TrialRecord.__dataclass_fields__}
+        trial = TrialRecord(id=event["trial"], **{k: v for k, v in fields.items() if k != "id"})
+        self.trials[trial.id] = trial
+        self.inflight[trial.id] = trial.worker
+        self.evaluations += 1
+        self.cost_usd += trial.cost_usd
+        if trial.patch_id:
+            self.tried.add((trial.parent, trial.patch_id))
+        if trial.kind == "candidate" and trial.of:
+            self.rebase_queue = [r for r in self.rebase_queue if r["commit"] != trial.commit]
+
+    def _on_trial_finished(self, event: dict[str, Any]) -> None:
+        trial = self.trials[event["trial"]]
+        self.inflight.pop(trial.id, None)
+        trial.status = event["status"]
+        trial.metric = event.get("metric")
+        trial.metrics = event.get("metrics", {})
+        trial.seconds = event.get("seconds", 0.0)
+        trial.hardware = event.get("hardware", "")
+        trial.reason = event.get("reason", "")
+        if trial.status not in EVALUATED_STATUSES:
+            self.evaluations -= 1
+        if trial.status == "ok" and trial.metric is not None:
+            self.samples.setdefault(trial.tree, []).append(trial.metric)
+        if trial.kind == "candidate" and trial.status == "ok":
+            self.unjudged.add(trial.id)
+        if trial.status == "lost" and trial.kind == "candidate" and trial.of:
+            # A stale winner's re-evaluation is owed work, not a fresh idea: queue it again.
+            self.rebase_queue.append({"commit": trial.commit, "tree": trial.tree,
+                                      "parent": trial.parent, "of": trial.of,
+                                      "hypothesis": trial.hypothesis})
+
+    def _on_verdict(self, event: dict[str, Any]) -> None:
+        trial = self.trials[event["trial"]]
+        trial.verdict = event["verdict"]
+        self.unjudged.discard(trial.id)
+        if trial.verdict == "promising":
+            self.awaiting.append(trial.id)
+        elif trial.id in self.awaiting:
+            self.awaiting.remove(trial.id)
+        if trial.verdict == "accepted":
+            self._set_best(BestRecord(event["best_commit"], trial.tree, trial.id, trial.hypothesis))
+        if trial.verdict == "rebased":
+            self.rebase_queue.append({k: event[k] for k in ("commit", "tree", "parent")} | {
+                "of": trial.id, "hypothesis": trial.hypothesis})
+
+    def _on_proposal_failed(self, event: dict[str, Any]) -> None:
+        self.proposal_failures += 1
+        self.cost_usd += event.get("cost_usd", 0.0)
+
+    def _set_best(self, best: BestRecord) -> None:
+        self.best = best
+        self.history.append(best)
+        self.tree_of[best.commit] = best.tree
+
+    # -- questions ------------------------------------------------------------------------
+
+    def confirmations(self, trial_id: str) -> list[TrialRecord]:
+        """Confirmation runs of a trial that did not get lost (finished or in flight)."""
+        return [t for t in self.trials.values()
+                if t.kind == "confirm" and t.of == trial_id and t.status != "lost"]
+
+    def reference_samples(self, parent: str) -> list[float]:
+        """The runs of the best a trial was proposed on."""
+        return self.samples.get(self.tree_of.get(parent, ""), [])
+
+    def best_samples(self) -> list[float]:
+        return self.samples.get(self.best.tree, []) if self.best else []
+
+    def inflight_of(self, worker: str) -> list[str]:
+        return [trial for trial, owner in self.inflight.items() if owner == worker]
+
+    def next_trial_id(self) -> str:
+        return trial_name(len(self.trials) + 1)

@@ -1,0 +1,60 @@
+"""The headline figures of a run, as a plain dict (shown live by the driver and by `swarm status`)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from coordinator.results import result_status
+from coordinator.state import SwarmState
+from swarm.config import SwarmConfig
+from swarm.policy import mean, pooled_spread
+
+__all__ = ["summarize"]
+
+
+def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, Any]],
+              session_start: float, stop_reason: str | None) -> dict[str, Any]:
+    finished = [t for t in state.trials.values() if t.status is not None]
+    session_done = [t for t in finished if t.session == (state.sessions or [""])[-1]
+                    and t.status in ("ok", "crash", "timeout", "guard_failed", "no_metric")]
+    hours = max(time.time() - session_start, 1e-9) / 3600
+    return {
+        "name": config.name,
+        "metric": config.target.metric.name,
+        "direction": config.target.metric.direction,
+        "best": _estimate(state, state.best),
+        "baseline": _estimate(state, state.initial),
+        "accepted": len(state.history) - 1,
+        "noise": pooled_spread(state.samples.values()),
+        "trials_done": len(finished),
+        "trials_running": len(state.inflight),
+        "evaluations": state.evaluations,
+        "by_status": dict(Counter(result_status(t) for t in finished)),
+        "trials_per_hour": len(session_done) / hours,
+        "workers": _workers(state, live),
+        "cost_usd": state.cost_usd,
+        "stop_reason": stop_reason,
+    }
+
+
+def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
+    if best is None:
+        return None
+    runs = state.samples.get(best.tree, [])
+    return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
+            "mean": mean(runs) if runs else None, "runs": len(runs)}
+
+
+def _workers(state: SwarmState, live: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    running = {worker: trial for trial, worker in state.inflight.items()}
+    workers = {}
+    for worker, where in sorted(live.items()):
+        trial_id = running.get(worker)
+        doing = "proposing"
+        if trial_id:
+            trial = state.trials[trial_id]
+            doing = f"{trial.kind} {trial_id}: {trial.hypothesis}"[:80]
+        workers[worker] = {**where, "doing": doing}
+    return workers

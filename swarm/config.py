@@ -1,0 +1,132 @@
+"""The run config: one YAML per target and scale, validated with unknown keys refused.
+
+Precedence is one rule: command-line overrides > YAML > model defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from swarm.errors import ConfigError
+
+__all__ = [
+    "MetricSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
+    "StopSpec", "SwarmConfig", "load_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricSpec(_Strict):
+    name: str = Field(min_length=1, description="key in the experiment's '---' block")
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class TargetSpec(_Strict):
+    repo: str = Field(description="a directory (copied into the run's repo) or a git URL")
+    editable: list[str] = Field(min_length=1, description="globs agents may change")
+    readonly: list[str] = Field(default_factory=list, description="globs hash-checked before every trial")
+    run: str = Field(min_length=1, description="shell command of one experiment, run in the checkout")
+    metric: MetricSpec
+    budget_s: float = Field(gt=0, description="the experiment's own budget, given as SWARM_BUDGET_S")
+    timeout_s: float = Field(gt=0, description="hard kill of the experiment's whole process group")
+    guard: str | None = Field(default=None, description="command that must exit 0 for a trial to count")
+    max_log_bytes: int = Field(default=2_000_000, gt=1000)
+
+    @model_validator(mode="after")
+    def _timeout_covers_budget(self) -> "TargetSpec":
+        if self.timeout_s < self.budget_s:
+            raise ValueError(f"timeout_s ({self.timeout_s}) must be >= budget_s ({self.budget_s})")
+        return self
+
+
+class WorkersSpec(_Strict):
+    count: int = Field(default=2, ge=1)
+    gpus_per_worker: float = Field(default=0, ge=0)
+    cpus_per_worker: float = Field(default=1, ge=0)
+
+
+class ProposerSpec(_Strict):
+    kind: Literal["mutate"] = "mutate"
+    seed: int | None = Field(default=None, description="base seed; worker i uses seed + i")
+
+
+class AcceptanceSpec(_Strict):
+    min_delta: float = Field(default=0.0, ge=0)
+    noise_k: float = Field(default=2.0, ge=0)
+    baseline_runs: int = Field(default=3, ge=1)
+    confirm_runs: int = Field(default=1, ge=0)
+
+
+class StopSpec(_Strict):
+    max_trials: int | None = Field(default=100, ge=1, description="evaluations of any kind, over all sessions")
+    hours: float | None = Field(default=None, gt=0, description="wall-clock hours of this session")
+    target_metric: float | None = Field(default=None, description="stop once best reaches it")
+
+
+class SwarmConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    target: TargetSpec
+    program: str = "program.md"
+    workers: WorkersSpec = WorkersSpec()
+    proposer: ProposerSpec = ProposerSpec()
+    acceptance: AcceptanceSpec = AcceptanceSpec()
+    stop: StopSpec = StopSpec()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "SwarmConfig":
+        """Returns a copy with dotted keys (e.g. 'stop.max_trials') replaced; None means unset."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.rpartition(".")
+            (data[section] if section else data)[key] = value
+        return _validate(data, "<command line>")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SwarmConfig:
+    """Reads and validates one YAML config; every error names the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; see configs/ for examples") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (name, target, ...) at the top level")
+    config = _validate(data, str(path))
+    return config.with_overrides(overrides or {})
+
+
+def _validate(data: dict[str, Any], source: str) -> SwarmConfig:
+    try:
+        return SwarmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0], source)) from None
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(error["loc"][:-1]))
+        return f"{source}: unknown key '{location}'; allowed keys here: {allowed}"
+    if error["type"] == "missing":
+        return f"{source}: missing required key '{location}'"
+    return f"{source}: key '{location}': {error['msg']} (got {error.get('input')!r})"
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = SwarmConfig
+    for part in parent:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)

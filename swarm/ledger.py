@@ -1,0 +1,63 @@
+"""ledger.jsonl: the append-only record of every decision, durable before it is acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from swarm.errors import RunDirError
+
+__all__ = ["Ledger", "read_events"]
+
+
+class Ledger:
+    """Appends one JSON object per line and fsyncs it, so an acknowledged event survives a crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(path)
+        self._file = open(path, "a", encoding="utf-8")
+
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Writes the event with a timestamp; returns it as written."""
+        record = {"ts": round(time.time(), 3), **event}
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Yields the events in order; a bad line (other than a torn last one) is an error naming it."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunDirError(f"{path}:{number}: not a JSON event ({exc.msg}); "
+                                  "the ledger is append-only: restore it from a copy") from None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    # A crash mid-write can leave a last line without its newline; that event was never
+    # acknowledged, so dropping it loses nothing that was promised.
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as file:
+        file.truncate(keep)

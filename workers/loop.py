@@ -1,0 +1,189 @@
+"""One worker's autoresearch loop: ask for work, propose, commit, evaluate, report, repeat.
+
+Plain Python: `client` is anything with the coordinator's methods (the Ray actor handle wrapped
+with retries in production, the Coordinator object itself in tests).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from swarm import gitops
+from swarm.config import SwarmConfig
+from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+from swarm.sandbox import run_sandboxed, scrubbed_env
+from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
+from workers.judging import classify_run, readonly_violation, scope_violation
+from workers.workspace import Workspace
+
+__all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class"]
+
+
+class CoordinatorClient(Protocol):
+    def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]: ...
+    def next_work(self, worker_id: str, have: str | None) -> WorkUnit: ...
+    def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]: ...
+    def report(self, outcome: TrialOutcome) -> None: ...
+    def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A committed proposal in the worker's clone, not yet announced."""
+
+    parent: str
+    commit: str
+    tree: str
+    proposal: Proposal
+
+
+def hardware_class() -> str:
+    """The kind of machine a metric was measured on (noise and baselines are per class)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return "cpu:" + " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return f"cpu:{platform.machine()}"
+
+
+class WorkerLoop:
+    def __init__(self, worker_id: str, config: SwarmConfig, client: CoordinatorClient,
+                 root: Path, proposer: Proposer, where: dict[str, Any] | None = None) -> None:
+        self.id = worker_id
+        self.config = config
+        self.client = client
+        self.space = Workspace(root)
+        self.proposer = proposer
+        self.where = {"hardware": hardware_class(), "host": platform.node(), **(where or {})}
+        self.have: str | None = None  # the newest best this clone holds
+        self.recent: list[dict] = []
+        self.prepared: Future[Candidate | ProposalFailure] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
+        self.readonly_hashes: dict[str, str] = {}
+
+    def run(self) -> int:
+        """Loops until the coordinator says stop; returns how many trials this worker reported."""
+        self.readonly_hashes = self.client.hello(self.id, self.where)["readonly_hashes"]
+        reported = 0
+        try:
+            while (unit := self.client.next_work(self.id, self.have)).action != "stop":
+                reported += self._do(unit)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return reported
+
+    def _do(self, unit: WorkUnit) -> int:
+        self.space.receive(unit.bundle)
+        self.have = unit.best_commit if self.space.has(unit.best_commit) else self.have
+        self.recent = unit.recent or self.recent
+        if unit.action == "wait":
+            time.sleep(unit.wait_s)
+            return 0
+        if unit.action == "propose":
+            return self._propose_and_run(unit.commit)
+        self.client.report(self._evaluate(unit.trial_id, unit.commit, kind=unit.kind))
+        return 1
+
+    # -- proposing ------------------------------------------------------------------------
+
+    def _propose_and_run(self, parent: str) -> int:
+        candidate = self._take_prepared(parent) or self._propose(parent)
+        if isinstance(candidate, ProposalFailure):
+            self.client.proposal_failed(self.id, candidate.reason, candidate.cost_usd)
+            return 0
+        proposal = candidate.proposal
+        info = CandidateInfo(self.id, candidate.parent, candidate.commit, candidate.tree,
+                             candidate.tree, proposal.hypothesis, proposal.tokens_in,
+                             proposal.tokens_out, proposal.cost_usd)
+        trial_id, refusal = self.client.begin_candidate(info)
+        if refusal:
+            return 0
+        outcome = self._evaluate(trial_id, candidate.commit, kind="candidate", parent=parent)
+        self.client.report(outcome)
+        return 1
+
+    def _take_prepared(self, parent: str) -> Candidate | ProposalFailure | None:
+        """The proposal prepared during the last trial, moved onto `parent` if best moved since."""
+        if self.prepared is None:
+            return None
+        candidate, self.prepared = self.prepared.result(), None
+        if isinstance(candidate, ProposalFailure) or candidate.parent == parent:
+            return candidate
+        moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
+        if moved is None:
+            return None  # it conflicts with the new best: propose afresh
+        return Candidate(parent, moved[0], moved[1], candidate.proposal)
+
+    def _propose(self, parent: str) -> Candidate | ProposalFailure:
+        checkout = self.space.start_proposal(parent)
+        context = ProposalContext(program=self.space.read_text(self.config.program),
+                                  files=self.space.read_files(self.config.target.editable),
+                                  recent=list(self.recent), checkout=checkout)
+        proposal = self.proposer.propose(context)
+        if isinstance(proposal, ProposalFailure):
+            return proposal
+        commit, tree = self.space.commit_proposal(proposal.files, proposal.hypothesis)
+        return Candidate(parent, commit, tree, proposal)
+
+    # -- evaluating -----------------------------------------------------------------------
+
+    def _evaluate(self, trial_id: str, commit: str, kind: str | None, parent: str = "") -> TrialOutcome:
+        bundle = self.space.bundle(commit, parent) if parent else None
+        refusal = self._refusal(commit, parent)
+        if refusal:
+            return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
+                                hardware=self.where["hardware"])
+        if self.have and self.prepared is None:
+            self.prepared = self._pool.submit(self._propose, self.have)  # overlaps with the run
+        status, metric, metrics, reason, seconds, log = self._run_experiment(trial_id)
+        tampered = readonly_violation(self.readonly_hashes, self._readonly_now())
+        if tampered and status == "ok":
+            status, metric, reason = "out_of_scope", None, tampered + " after the run"
+        return TrialOutcome(trial_id, self.id, status, metric, metrics, seconds,
+                            self.where["hardware"], reason, log, bundle)
+
+    def _refusal(self, commit: str, parent: str) -> str | None:
+        target = self.config.target
+        if parent:
+            changed = self.space.changed_paths(parent, commit)
+            if violation := scope_violation(changed, target.editable, target.readonly):
+                return violation
+        self.space.check_out(commit)
+        return readonly_violation(self.readonly_hashes, self._readonly_now())
+
+    def _readonly_now(self) -> dict[str, str]:
+        return gitops.file_hashes(self.space.checkout, list(self.readonly_hashes))
+
+    def _run_experiment(self, trial_id: str) -> tuple[str, float | None, dict, str, float, str]:
+        target = self.config.target
+        log_path = self.space.logs / f"{trial_id}.log"
+        result = run_sandboxed(target.run, cwd=self.space.checkout, log_path=log_path,
+                               timeout_s=target.timeout_s, env=self._env(trial_id),
+                               max_log_bytes=target.max_log_bytes)
+        status, metric, metrics, reason = classify_run(result, target.metric.name)
+        if status == "ok" and target.guard:
+            guard = run_sandboxed(target.guard, cwd=self.space.checkout,
+                                  log_path=self.space.logs / f"{trial_id}.guard.log",
+                                  timeout_s=target.timeout_s, env=self._env(trial_id))
+            if guard.exit_code != 0:
+                status, metric, reason = "guard_failed", None, f"guard exit code {guard.exit_code}"
+        log = log_path.read_text(errors="replace")
+        log_path.unlink(missing_ok=True)  # the coordinator keeps the copy in runs/<name>/logs/
+        return status, metric, metrics, reason, result.seconds, log
+
+    def _env(self, trial_id: str) -> dict[str, str]:
+        # The worker's own interpreter first on PATH, so `python train.py` finds the project's deps.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return scrubbed_env(os.environ, {
+            "HOME": str(self.space.home), "PATH": path, "PYTHONUNBUFFERED": "1",
+            "SWARM_BUDGET_S": f"{self.config.target.budget_s:g}", "SWARM_TRIAL_ID": trial_id,
+            "SWARM_WORKER_ID": self.id})

@@ -1,0 +1,83 @@
+"""A worker's own clone: an evaluation checkout plus a worktree where proposals are written.
+
+Two trees because the next proposal is prepared while the current trial runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swarm import gitops
+
+__all__ = ["Workspace"]
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.checkout = root / "repo"  # where experiments run
+        self.scratch = root / "propose"  # where proposers write
+        self.home = root / "home"  # HOME of experiments: keeps ~/.ssh and tokens out of reach
+        self.logs = root / "logs"
+        for path in (self.home, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        self.repo = gitops.init_repo(self.checkout)
+        self._proposal_repo = None
+
+    def receive(self, bundle: bytes | None) -> None:
+        if bundle is not None:
+            gitops.read_bundle(self.repo, bundle)
+
+    def has(self, commit: str) -> bool:
+        return gitops.has_commit(self.repo, commit)
+
+    def check_out(self, commit: str) -> None:
+        """The evaluation tree at `commit`, with anything an earlier trial left removed."""
+        self.repo.git.checkout("--force", "--detach", commit)
+        self.repo.git.clean("-fdxq")
+
+    def start_proposal(self, commit: str) -> Path:
+        """A clean proposal worktree at `commit`; returns its path."""
+        if self._proposal_repo is None:
+            self.repo.git.worktree("prune")
+            if not (self.scratch / ".git").exists():
+                self.repo.git.worktree("add", "--force", "--detach", str(self.scratch), commit)
+            self._proposal_repo = gitops.open_repo(self.scratch)
+        self._proposal_repo.git.checkout("--force", "--detach", commit)
+        self._proposal_repo.git.clean("-fdxq")
+        return self.scratch
+
+    def commit_proposal(self, files: dict[str, str], message: str) -> tuple[str, str]:
+        """Writes new file texts into the proposal worktree and commits them: (commit, tree)."""
+        for path, text in files.items():
+            target = self.scratch / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        return gitops.commit_all(self._proposal_repo, message)
+
+    def commit_worktree(self, message: str) -> tuple[str, str]:
+        """Commits whatever a proposer changed in the proposal worktree in place: (commit, tree)."""
+        return gitops.commit_all(self._proposal_repo, message)
+
+    def rebase(self, commit: str, onto: str, message: str) -> tuple[str, str] | None:
+        """Replays a prepared proposal onto a newer best; None when it conflicts."""
+        tree = gitops.cherry_pick(self._proposal_repo, commit, onto)
+        if tree is None:
+            return None
+        return gitops.commit_tree(self.repo, tree, onto, message), tree
+
+    def read_files(self, globs: list[str]) -> dict[str, str]:
+        """Text of the proposal worktree's tracked files that match `globs`."""
+        tracked = self._proposal_repo.git.ls_files().splitlines()
+        return {p: (self.scratch / p).read_text(errors="replace")
+                for p in gitops.matching_paths(tracked, globs)}
+
+    def read_text(self, path: str) -> str:
+        file = self.scratch / path
+        return file.read_text(errors="replace") if file.is_file() else ""
+
+    def changed_paths(self, parent: str, commit: str) -> list[str]:
+        return gitops.changed_paths(self.repo, parent, commit)
+
+    def bundle(self, commit: str, parent: str) -> bytes | None:
+        return gitops.make_bundle(self.repo, commit, [parent])
