@@ -123,6 +123,7 @@ class Coordinator:
                                self.stop_reason(), winding_down=self._budget_spent() is not None)
         best = self.state.best.commit
         if choice.action == "stop":
+            self.live.pop(worker_id, None)  # gone: owed confirmations must not wait for it
             return WorkUnit("stop", best)
         if choice.action == "propose":
             return WorkUnit("propose", best, commit=best, bundle=self._bundle(best, have),
@@ -133,6 +134,10 @@ class Coordinator:
 
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
         """Registers a committed proposal: (trial id, None) to run it, or why it must not run."""
+        for trial_id in self.state.inflight_of(info.worker_id):
+            trial = self.state.trials[trial_id]
+            if (trial.kind, trial.parent, trial.tree) == ("candidate", info.parent, info.tree):
+                return trial_id, None  # a retry after the coordinator restarted mid-call
         if self.stop_reason() or self._budget_spent():
             return None, "stop"
         duplicate = ((info.parent, info.tree) in self.state.tried

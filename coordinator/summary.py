@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections import Counter
 from typing import Any
 
@@ -11,7 +12,7 @@ from coordinator.state import SwarmState
 from swarm.config import SwarmConfig
 from swarm.policy import mean, pooled_spread
 
-__all__ = ["summarize"]
+__all__ = ["summarize", "load_status"]
 
 
 def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, Any]],
@@ -58,3 +59,20 @@ def _workers(state: SwarmState, live: dict[str, dict[str, Any]]) -> dict[str, di
             doing = f"{trial.kind} {trial_id}: {trial.hypothesis}"[:80]
         workers[worker] = {**where, "doing": doing}
     return workers
+
+
+def load_status(run_dir: Path) -> dict[str, Any]:
+    """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
+    from swarm.ledger import read_events
+    from swarm.config import SwarmConfig
+    from swarm.errors import RunDirError
+    state = SwarmState()
+    events = list(read_events(run_dir / "ledger.jsonl"))
+    if not events:
+        raise RunDirError(f"{run_dir}: no ledger.jsonl here; is it a run directory (runs/<name>)?")
+    for event in events:
+        state.apply(event)
+    config = SwarmConfig.model_validate(state.run_info["config"])
+    session_start = next(e["ts"] for e in reversed(events) if e["event"] == "session_started")
+    active = {worker: {} for worker in sorted(set(state.inflight.values()))}
+    return summarize(state, config, active, session_start, None)

@@ -1,0 +1,16 @@
+"""Proposers: what turns a baseline into one proposed change."""
+
+from __future__ import annotations
+
+from swarm.config import ProposerSpec
+from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+
+__all__ = ["Proposal", "ProposalContext", "ProposalFailure", "Proposer", "make_proposer"]
+
+
+def make_proposer(spec: ProposerSpec, seed: int | None) -> Proposer:
+    """The proposer a config names; `seed` differs per worker so workers explore differently."""
+    if spec.kind == "mutate":
+        from swarm.proposers.mutate import MutateProposer
+        return MutateProposer(seed=seed)
+    raise ValueError(f"proposer.kind {spec.kind!r} is not available")

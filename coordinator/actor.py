@@ -1,0 +1,72 @@
+"""The coordinator as a Ray actor: a thin shell over `coordinator.service.Coordinator`.
+
+num_cpus=0: it mostly waits on workers. max_restarts=-1: if its process dies, Ray starts it
+again with the same arguments and it rebuilds its state from the run directory's ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from coordinator.service import Coordinator
+from swarm.config import SwarmConfig
+from swarm.errors import SwarmError
+from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
+
+__all__ = ["CoordinatorActor"]
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class CoordinatorActor:
+    def __init__(self, config: SwarmConfig, run_dir: str, session: str, resume: bool) -> None:
+        _log_to(Path(run_dir) / "swarm.log")
+        self._error: str | None = None
+        try:
+            self._service = Coordinator(config, Path(run_dir), session, resume)
+        except SwarmError as exc:  # told to the driver by ready(), as one line
+            self._error = str(exc)
+
+    def ready(self) -> str | None:
+        """None when the run is open; otherwise why it could not be opened."""
+        return self._error
+
+    def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]:
+        return self._service.hello(worker_id, where)
+
+    def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
+        return self._service.next_work(worker_id, have)
+
+    def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
+        return self._service.begin_candidate(info)
+
+    def report(self, outcome: TrialOutcome) -> None:
+        self._service.report(outcome)
+
+    def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None:
+        self._service.proposal_failed(worker_id, reason, cost_usd)
+
+    def worker_lost(self, worker_id: str, reason: str) -> None:
+        self._service.worker_lost(worker_id, reason)
+
+    def request_stop(self) -> None:
+        self._service.request_stop()
+
+    def status(self) -> dict[str, Any]:
+        return self._service.status()
+
+    def pid(self) -> int:
+        import os
+        return os.getpid()
+
+
+def _log_to(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s coordinator %(message)s"))
+    root = logging.getLogger("coordinator")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

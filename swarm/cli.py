@@ -1,0 +1,109 @@
+"""`swarm run | status`: the commands users type. Errors are one line, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from swarm.config import load_config
+from swarm.errors import SwarmError
+from swarm.progress import render_status
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except SwarmError as exc:
+        print(f"swarm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swarm", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run (or --resume) a search")
+    run.add_argument("config", type=Path, help="configs/<target>.yaml")
+    run.add_argument("--workers", type=int, help="worker count (workers.count)")
+    run.add_argument("--max-trials", type=int, help="stop after this many evaluations in all")
+    run.add_argument("--hours", type=float, help="stop after this many hours")
+    run.add_argument("--proposer", choices=["mutate"], help="proposer.kind")
+    run.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of a local one")
+    run.add_argument("--run-dir", type=Path, help="default: runs/<name>")
+    run.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    run.add_argument("--no-progress", action="store_true", help="print a line per update instead")
+    run.set_defaults(command=_run)
+    status = commands.add_parser("status", help="best, trials/hour, workers of a run")
+    status.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
+    status.set_defaults(command=_status)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from swarm.launch import RunOptions, resolve_target_repo, run_swarm  # ray loads only here
+
+    overrides = {"workers.count": args.workers, "stop.max_trials": args.max_trials,
+                 "stop.hours": args.hours, "proposer.kind": args.proposer}
+    config = resolve_target_repo(load_config(args.config, overrides), args.config)
+    run_dir = args.run_dir or Path("runs") / config.name
+    _log_to(run_dir)
+    console = Console()
+    options = RunOptions(config, run_dir, resume=args.resume, address=args.address)
+    if args.no_progress or not console.is_terminal:
+        options.on_status = _printer(console)
+        final = run_swarm(options)
+    else:
+        with Live(render_status({}), console=console, refresh_per_second=2) as live:
+            options.on_status = lambda status: live.update(render_status(status))
+            final = run_swarm(options)
+    console.print(render_status(final))
+    console.print(f"run directory: {run_dir}  (ledger.jsonl, results.tsv, repo/ branch swarm/best)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from coordinator.summary import load_status
+
+    run_dir = args.run_dir or _newest_run(Path("runs"))
+    Console().print(render_status(load_status(run_dir)))
+    return 0
+
+
+def _newest_run(runs: Path) -> Path:
+    candidates = sorted(runs.glob("*/ledger.jsonl"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise SwarmError(f"no run directory under {runs}/; name one: swarm status runs/<name>")
+    return candidates[-1].parent
+
+
+def _printer(console: Console) -> Any:
+    last: dict[str, Any] = {}
+
+    def show(status: dict[str, Any]) -> None:
+        key = (status.get("trials_done"), status.get("best", {}).get("commit"))
+        if status and key != last.get("key"):
+            last["key"] = key
+            best = status["best"]
+            console.print(f"trials {status['trials_done']} done, {status['trials_running']} running;"
+                          f" best {best['mean']} ({best['runs']} runs) from trial {best['trial']}")
+    return show
+
+
+def _log_to(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "swarm.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger("swarm").addHandler(handler)
+    logging.getLogger("swarm").setLevel(logging.INFO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

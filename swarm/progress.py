@@ -1,0 +1,57 @@
+"""Renders a run's status dict for people: the live display of `swarm run` and `swarm status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["render_status", "format_metric"]
+
+
+def format_metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def render_status(status: dict[str, Any]) -> Group:
+    if not status:
+        return Group(Text("starting the coordinator and workers..."))
+    return Group(_headline(status), _workers(status))
+
+
+def _headline(status: dict[str, Any]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    best, baseline = status["best"], status["baseline"]
+    gain = ""
+    if best["mean"] is not None and baseline["mean"] is not None:
+        gain = f"  ({best['mean'] - baseline['mean']:+.6f} vs baseline {baseline['mean']:.6f})"
+    origin = f"trial {best['trial']}: {best['hypothesis']}" if best["trial"] else "the target as given"
+    noise = status["noise"]
+    rows = [
+        ("run", f"{status['name']}  ({status['metric']}, {status['direction']})"),
+        ("best", f"{format_metric(best['mean'])} over {best['runs']} runs{gain}"),
+        ("from", f"{origin}  [{best['commit'][:7]}]  {status['accepted']} accepted so far"),
+        ("noise", "-" if noise is None else f"{noise:.6f} (pooled std of repeated runs)"),
+        ("trials", f"{status['trials_done']} done, {status['trials_running']} running, "
+                   f"{status['trials_per_hour']:.0f}/hour this session"),
+        ("by status", ", ".join(f"{k} {v}" for k, v in sorted(status["by_status"].items())) or "-"),
+    ]
+    if status.get("cost_usd"):
+        rows.append(("cost", f"${status['cost_usd']:.4f}"))
+    if status.get("stop_reason"):
+        rows.append(("stopping", status["stop_reason"]))
+    for key, value in rows:
+        table.add_row(Text(key, style="bold"), value)
+    return table
+
+
+def _workers(status: dict[str, Any]) -> Table:
+    table = Table(title=None, show_edge=False, header_style="bold")
+    for column in ("worker", "where", "doing"):
+        table.add_column(column)
+    for worker, info in status["workers"].items():
+        where = " ".join(f"{k}={v}" for k, v in info.items() if k in ("node", "host", "pid"))
+        table.add_row(worker, where, info.get("doing", ""))
+    return table
