@@ -6,7 +6,9 @@ written (fsync'd) before it is applied and before the caller hears back.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class Coordinator:
     # -- opening a run --------------------------------------------------------------------
 
     def _open(self, resume: bool) -> None:
+        self._lock_run_dir()
         ledger_path = self.run_dir / "ledger.jsonl"
         events = list(read_events(ledger_path))
         restarted = any(e.get("session") == self.session for e in events
@@ -65,6 +68,27 @@ class Coordinator:
         self._sync_refs()
         self._merge_worktree = self._open_merge_worktree()
         self._settle()
+
+    def _lock_run_dir(self) -> None:
+        # Two coordinators appending to one ledger would corrupt the run; the lock dies with
+        # its process, so a crashed coordinator never blocks its own resume.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.run_dir / ".coordinator.lock", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            raise RunDirError(f"{self.run_dir} is in use by the coordinator of {holder}; "
+                              "stop that run first") from None
+        self._lock.truncate(0)
+        self._lock.write(f"pid {os.getpid()}\n")
+        self._lock.flush()
+
+    def close(self) -> None:
+        """Releases the run directory (a process that exits releases it too)."""
+        self.ledger.close()
+        self._lock.close()
 
     def _create_run(self) -> None:
         repo_dir = self.run_dir / "repo"
@@ -117,6 +141,7 @@ class Coordinator:
         return {"readonly_hashes": self.state.run_info["readonly_hashes"]}
 
     def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
+        self.live.setdefault(worker_id, {})  # a restarted coordinator re-learns who is working
         for trial_id in self.state.inflight_of(worker_id):
             self._finish_lost(trial_id, "its worker asked for new work without reporting it")
         choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,

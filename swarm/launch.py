@@ -20,7 +20,9 @@ from swarm.config import SwarmConfig
 from swarm.errors import ConfigError, SwarmError
 from workers.actor import WorkerActor
 
-__all__ = ["RunOptions", "CoordinatorLost", "run_swarm", "resolve_target_repo"]
+__all__ = [
+    "RunOptions", "CoordinatorLost", "run_swarm", "resolve_target_repo", "coordinator_name",
+]
 
 log = logging.getLogger("swarm.driver")
 
@@ -82,8 +84,13 @@ def _connect(address: str | None, config: SwarmConfig) -> None:
              log_to_driver=False)
 
 
+def coordinator_name(run_dir: Path) -> str:
+    """One coordinator per run directory in a cluster: its actor name is derived from the path."""
+    return "swarm-coordinator-" + hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+
+
 def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> Any:
-    name = "swarm-coordinator-" + hashlib.sha1(str(run_dir).encode()).hexdigest()[:12]
+    name = coordinator_name(run_dir)
     try:
         ray.get_actor(name)
         raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -25,6 +26,11 @@ SECRET_PATTERNS: tuple[str, ...] = (
     "RAY_ADDRESS",  # a candidate must not reach the cluster that runs it
     "RAY_AUTH_*",
 )
+
+# A worker that dies mid-trial must not leave its experiment holding the GPU: util-linux's
+# setpriv sets the parent-death signal without a preexec_fn (unsafe in threaded actors).
+_DIE_WITH_PARENT: tuple[str, ...] = (
+    ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ())
 
 _CHUNK = 65_536
 _READER_JOIN_S = 5.0  # a pipe held open by an escaped grandchild must not hang the worker
@@ -159,7 +165,7 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[
     """Starts the command in its own session, so its whole group can be killed."""
     # No preexec_fn: the caller is a multi-threaded Ray actor, where fork+Python is unsafe.
     return subprocess.Popen(
-        ["/bin/bash", "-c", "ulimit -c 0\n" + command],
+        [*_DIE_WITH_PARENT, "/bin/bash", "-c", "ulimit -c 0\n" + command],
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.DEVNULL,

@@ -1,0 +1,225 @@
+"""results.tsv rows (coordinator/results.py) and a worker's own conclusions (workers/judging.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.results import result_status, results_rows, write_results
+from coordinator.state import SwarmState, TrialRecord
+from swarm.sandbox import SandboxResult
+from workers.judging import classify_run, readonly_violation, scope_violation
+
+
+def trial(kind: str = "candidate", status: str | None = "ok", verdict: str | None = None,
+          **extra: Any) -> TrialRecord:
+    return TrialRecord(id="00001", kind=kind, worker="w0", commit="c1", tree="t1", parent="c0",
+                       session="s1", status=status, verdict=verdict, **extra)
+
+
+def replay(events: list[dict[str, Any]]) -> SwarmState:
+    state = SwarmState()
+    for event in events:
+        state.apply(event)
+    return state
+
+
+# -- result_status -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("verdict", "expected"), [
+    ("accepted", "keep"),
+    ("discard", "discard"),
+    ("unconfirmed", "unconfirmed"),
+    ("rebased", "rebased"),
+    ("stale_conflict", "stale_conflict"),
+    ("promising", "pending"),
+    (None, "pending"),
+])
+def test_status_of_an_ok_candidate_follows_its_verdict(verdict: str | None, expected: str) -> None:
+    assert result_status(trial(verdict=verdict)) == expected
+
+
+@pytest.mark.parametrize("kind", ["baseline", "confirm"])
+def test_status_of_an_ok_rerun_is_its_kind(kind: str) -> None:
+    assert result_status(trial(kind=kind)) == kind
+
+
+@pytest.mark.parametrize("status", ["crash", "timeout", "duplicate", "lost", "no_metric",
+                                    "out_of_scope", "guard_failed", "stale_conflict"])
+def test_status_of_a_failed_trial_is_its_status(status: str) -> None:
+    assert result_status(trial(status=status)) == status
+
+
+def test_failed_baseline_shows_its_failure_not_its_kind() -> None:
+    assert result_status(trial(kind="baseline", status="crash")) == "crash"
+
+
+# -- results_rows ------------------------------------------------------------------------
+
+EVENTS = [
+    {"event": "run_started", "commit": "c0ffee0123", "tree": "t0", "readonly_hashes": {},
+     "config": {}},
+    {"event": "session_started", "session": "s1"},
+    {"event": "trial_started", "trial": "00001", "kind": "baseline", "worker": "w0",
+     "commit": "c0ffee0123", "tree": "t0", "parent": "c0ffee0123", "session": "s1",
+     "hypothesis": "baseline run of best"},
+    {"event": "trial_finished", "trial": "00001", "status": "ok", "metric": 0.9979,
+     "metrics": {"val_bpb": 0.9979, "peak_vram_mb": 45060.2}},
+    {"event": "trial_started", "trial": "00002", "kind": "candidate", "worker": "w1",
+     "commit": "abcdef0123", "tree": "t2", "parent": "c0ffee0123", "session": "s1",
+     "hypothesis": "double the LR"},
+    {"event": "trial_finished", "trial": "00002", "status": "crash", "reason": "exit code 1"},
+    {"event": "trial_started", "trial": "00003", "kind": "candidate", "worker": "w0",
+     "commit": "1234567abc", "tree": "t3", "parent": "c0ffee0123", "session": "s1",
+     "hypothesis": "warmup 5%"},
+    {"event": "trial_finished", "trial": "00003", "status": "ok", "metric": 0.98,
+     "metrics": {"val_bpb": 0.98, "peak_vram_mb": 1024.0}},
+    {"event": "verdict", "trial": "00003", "verdict": "promising"},
+    {"event": "trial_started", "trial": "00004", "kind": "confirm", "worker": "w1",
+     "commit": "1234567abc", "tree": "t3", "parent": "c0ffee0123", "session": "s1",
+     "of": "00003", "hypothesis": "warmup 5%"},
+    {"event": "trial_finished", "trial": "00004", "status": "ok", "metric": 0.981},
+    {"event": "verdict", "trial": "00003", "verdict": "rebased", "commit": "9999999aaa",
+     "tree": "t5", "parent": "bbbbbbb"},
+    {"event": "trial_started", "trial": "00005", "kind": "candidate", "worker": "w0",
+     "commit": "9999999aaa", "tree": "t5", "parent": "bbbbbbb", "session": "s1",
+     "of": "00003", "hypothesis": "warmup 5%"},
+    {"event": "trial_started", "trial": "00006", "kind": "candidate", "worker": "w1",
+     "commit": "5555555fff", "tree": "t6", "parent": "c0ffee0123", "session": "s1",
+     "hypothesis": "in flight"},
+]
+
+
+def test_results_rows_header_uses_the_metric_name() -> None:
+    assert results_rows(replay(EVENTS[:2]), "val_bpb") == [
+        ["trial", "commit", "val_bpb", "memory_gb", "status", "worker", "description"]]
+
+
+def test_results_rows_content() -> None:
+    state = replay(EVENTS + [{"event": "trial_finished", "trial": "00005", "status": "lost"}])
+    assert results_rows(state, "val_bpb")[1:] == [
+        ["00001", "c0ffee0", "0.997900", "44.0", "baseline", "w0", "baseline run of best"],
+        ["00002", "abcdef0", "0.000000", "0.0", "crash", "w1", "double the LR"],
+        ["00003", "1234567", "0.980000", "1.0", "rebased", "w0", "warmup 5%"],
+        ["00004", "1234567", "0.981000", "0.0", "confirm", "w1", "confirm 00003: warmup 5%"],
+        ["00005", "9999999", "0.000000", "0.0", "lost", "w0", "warmup 5% (rebased from 00003)"],
+    ]
+
+
+def test_results_rows_leave_out_trials_in_flight() -> None:
+    assert [row[0] for row in results_rows(replay(EVENTS), "val_bpb")[1:]] == [
+        "00001", "00002", "00003", "00004"]
+
+
+def test_write_results_replaces_the_file_without_leaving_scratch(tmp_path: Path) -> None:
+    path = tmp_path / "results.tsv"
+    path.write_text("old\n")
+    write_results(path, [["trial", "score"], ["00001", "1.000000"]])
+    assert path.read_text() == "trial\tscore\n00001\t1.000000\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.tsv"]
+
+
+def test_write_results_flattens_tabs_and_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "results.tsv"
+    write_results(path, [["00001", "try\tthis\nand  that\r\n"]])
+    assert path.read_text() == "00001\ttry this and that\n"
+
+
+def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "results.tsv"
+    events = EVENTS[:3] + [{"event": "trial_finished", "trial": "00001", "status": "ok",
+                            "metric": 1.0}]
+    events[2] = dict(events[2], hypothesis="multi\nline\thypothesis")
+    write_results(path, results_rows(replay(events), "score"))
+    assert path.read_text() == ("trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription\n"
+                                "00001\tc0ffee0\t1.000000\t0.0\tbaseline\tw0\tmulti line hypothesis\n")
+
+
+# -- scope_violation / readonly_violation ------------------------------------------------
+
+def test_editable_paths_are_in_scope() -> None:
+    assert scope_violation(["train.py"], ["train.py"], ["prepare.py"]) is None
+
+
+def test_editable_glob_is_in_scope() -> None:
+    assert scope_violation(["src/model.py", "src/nn/layers.py"], ["src/*.py"], []) is None
+
+
+def test_no_change_is_in_scope() -> None:
+    assert scope_violation([], ["train.py"], []) is None
+
+
+def test_path_outside_editable_is_refused() -> None:
+    assert scope_violation(["train.py", "README.md"], ["train.py"], []) == (
+        "changes paths agents may not edit: README.md")
+
+
+def test_readonly_wins_over_editable() -> None:
+    assert scope_violation(["src/prepare.py"], ["src/*.py"], ["src/prepare.py"]) == (
+        "changes paths agents may not edit: src/prepare.py")
+
+
+def test_scope_message_lists_the_first_five_paths() -> None:
+    changed = [f"f{i}.txt" for i in range(7)]
+    assert scope_violation(changed, ["train.py"], []) == (
+        "changes paths agents may not edit: f0.txt, f1.txt, f2.txt, f3.txt, f4.txt")
+
+
+def test_matching_readonly_hashes() -> None:
+    assert readonly_violation({"prepare.py": "aa"}, {"prepare.py": "aa", "other": "bb"}) is None
+
+
+def test_changed_readonly_hash() -> None:
+    assert readonly_violation({"prepare.py": "aa"}, {"prepare.py": "ab"}) == (
+        "readonly file prepare.py differs from its recorded hash")
+
+
+def test_missing_readonly_file() -> None:
+    assert readonly_violation({"prepare.py": "aa"}, {}) == (
+        "readonly file prepare.py differs from its recorded hash")
+
+
+def test_first_differing_readonly_file_by_name() -> None:
+    recorded = {"z.py": "1", "a.py": "1", "m.py": "1"}
+    assert readonly_violation(recorded, {"z.py": "2", "a.py": "1", "m.py": "2"}) == (
+        "readonly file m.py differs from its recorded hash")
+
+
+# -- classify_run ------------------------------------------------------------------------
+
+def run_result(output: str, exit_code: int | None = 0, timed_out: bool = False) -> SandboxResult:
+    return SandboxResult(exit_code=exit_code, timed_out=timed_out, seconds=1.0,
+                         output_tail=output, output_bytes=len(output), log_truncated=False)
+
+
+def test_ok_run_gives_metric_and_other_numbers() -> None:
+    output = "step 1\n---\nscore: 0.5\npeak_vram_mb: 2048\nnote: fine\n"
+    assert classify_run(run_result(output), "score") == (
+        "ok", 0.5, {"score": 0.5, "peak_vram_mb": 2048.0}, "")
+
+
+def test_timeout_wins_over_a_printed_metric() -> None:
+    assert classify_run(run_result("---\nscore: 0.5\n", None, True), "score") == (
+        "timeout", None, {"score": 0.5}, "killed at timeout_s")
+
+
+def test_crash_names_the_exit_code() -> None:
+    assert classify_run(run_result("---\nscore: 0.5\n", 3), "score") == (
+        "crash", None, {"score": 0.5}, "exit code 3")
+
+
+def test_missing_metric() -> None:
+    assert classify_run(run_result("---\nloss: 2.0\n"), "score") == (
+        "no_metric", None, {"loss": 2.0}, "no finite 'score:' after the last '---' line")
+
+
+def test_nan_metric_is_no_metric() -> None:
+    assert classify_run(run_result("---\nscore: nan\n"), "score") == (
+        "no_metric", None, {}, "no finite 'score:' after the last '---' line")
+
+
+def test_metric_before_the_last_block_does_not_count() -> None:
+    assert classify_run(run_result("---\nscore: 0.1\n---\nloss: 2.0\n"), "score")[:2] == (
+        "no_metric", None)

@@ -1,0 +1,164 @@
+"""The swarm end to end on a real local Ray instance: improvement, exactly-once ledger, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from coordinator.state import SwarmState  # noqa: E402
+from swarm.config import load_config  # noqa: E402
+from swarm.launch import CoordinatorLost, RunOptions, coordinator_name, run_swarm  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # Ray writes its token there
+    patch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(address="local", num_cpus=6, include_dashboard=False, namespace="swarm",
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+    patch.undo()
+
+
+def quadratic(max_trials: int, workers: int = 3, budget_s: float = 0.2):
+    return load_config(ROOT / "configs" / "quadratic.yaml", {
+        "target.repo": str(ROOT / "examples" / "quadratic"), "target.budget_s": budget_s,
+        "stop.max_trials": max_trials, "workers.count": workers, "proposer.seed": 7})
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
+
+
+def replay(run_dir: Path) -> SwarmState:
+    state = SwarmState()
+    for event in events(run_dir):
+        state.apply(event)
+    return state
+
+
+def assert_every_trial_once(run_dir: Path) -> Counter:
+    started = Counter(e["trial"] for e in events(run_dir) if e["event"] == "trial_started")
+    finished = Counter(e["trial"] for e in events(run_dir) if e["event"] == "trial_finished")
+    assert started and set(started.values()) == {1}
+    assert finished == started  # every trial finished, none twice
+    return Counter(e["status"] for e in events(run_dir) if e["event"] == "trial_finished")
+
+
+def wait_for(predicate, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the run to get there"
+        time.sleep(0.1)
+
+
+def finished_count(run_dir: Path) -> int:
+    path = run_dir / "ledger.jsonl"
+    return path.exists() and path.read_text().count('"event":"trial_finished"')
+
+
+def run_in_thread(options: RunOptions) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["status"] = run_swarm(options)
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def test_three_workers_improve_best_and_record_every_trial_once(local_ray, tmp_path):
+    run_dir = tmp_path / "run"
+    status = run_swarm(RunOptions(quadratic(max_trials=24), run_dir))
+    assert status["best"]["mean"] < status["baseline"]["mean"] - 0.5
+    assert status["accepted"] >= 1
+    statuses = assert_every_trial_once(run_dir)
+    assert statuses["lost"] == 0
+    workers = {e["worker"] for e in events(run_dir) if e["event"] == "trial_started"}
+    assert workers == {"w0", "w1", "w2"}
+    rows = (run_dir / "results.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["trial", "commit", "score", "memory_gb", "status", "worker",
+                                   "description"]
+    assert len(rows) - 1 == sum(statuses.values())
+    assert (run_dir / "repo" / "train.py").read_text() != (ROOT / "examples/quadratic/train.py").read_text()
+
+
+def test_coordinator_restarted_by_ray_mid_run_loses_nothing(local_ray, tmp_path):
+    run_dir = tmp_path / "run"
+    thread, outcome = run_in_thread(RunOptions(quadratic(max_trials=24), run_dir))
+    wait_for(lambda: finished_count(run_dir) >= 6)
+    ray.kill(ray.get_actor(coordinator_name(run_dir)), no_restart=False)
+    thread.join(timeout=180)
+    assert "error" not in outcome, outcome.get("error")
+    statuses = assert_every_trial_once(run_dir)
+    assert sum(1 for e in events(run_dir) if e["event"] == "session_started") == 1
+    assert outcome["status"]["best"]["mean"] < outcome["status"]["baseline"]["mean"]
+    assert statuses["lost"] <= 3  # at most the trials whose next_work answer died with it
+
+
+def test_resume_after_coordinator_killed_for_good_keeps_best_and_every_trial(local_ray, tmp_path):
+    run_dir = tmp_path / "run"
+    thread, outcome = run_in_thread(RunOptions(quadratic(max_trials=60), run_dir))
+    wait_for(lambda: finished_count(run_dir) and replay(run_dir).best.trial is not None)
+    ray.kill(ray.get_actor(coordinator_name(run_dir)), no_restart=True)
+    thread.join(timeout=60)
+    assert isinstance(outcome.get("error"), CoordinatorLost)
+    before = replay(run_dir)
+    done_before = {t.id: t.status for t in before.trials.values() if t.status is not None}
+
+    status = run_swarm(RunOptions(quadratic(max_trials=len(before.trials) + 12), run_dir,
+                                  resume=True))
+    after = replay(run_dir)
+    assert_every_trial_once(run_dir)
+    assert before.best.commit in [b.commit for b in after.history]  # best only moved forward
+    assert {t: after.trials[t].status for t in done_before} == done_before  # nothing rewritten
+    assert all(after.trials[t].status == "lost" for t in before.inflight)
+    assert status["best"]["mean"] <= replay_best_mean(before) + 0.1
+    assert len(after.trials) > len(before.trials)
+
+
+def replay_best_mean(state: SwarmState) -> float:
+    runs = state.best_samples()
+    return sum(runs) / len(runs)
+
+
+def test_worker_killed_mid_trial_loses_only_that_trial_and_is_replaced(local_ray, tmp_path):
+    run_dir = tmp_path / "run"
+    config = quadratic(max_trials=16, budget_s=1.0)
+    thread, outcome = run_in_thread(RunOptions(config, run_dir))
+    wait_for(lambda: finished_count(run_dir) >= 1)
+    coordinator = ray.get_actor(coordinator_name(run_dir))
+
+    def a_worker_is_running_a_trial() -> bool:
+        workers = ray.get(coordinator.status.remote())["workers"]
+        return any(info.get("pid") and info["doing"] != "proposing" for info in workers.values())
+    wait_for(a_worker_is_running_a_trial)
+    workers = ray.get(coordinator.status.remote())["workers"]
+    victim, info = next((w, i) for w, i in workers.items() if i["doing"] != "proposing")
+    os.kill(info["pid"], signal.SIGKILL)
+    thread.join(timeout=180)
+    assert "error" not in outcome, outcome.get("error")
+    assert_every_trial_once(run_dir)
+    lost = [e for e in events(run_dir) if e["event"] == "trial_finished" and e["status"] == "lost"]
+    assert len(lost) == 1 and "worker died" in lost[0]["reason"]
+    started_by = {e["trial"]: e["worker"] for e in events(run_dir) if e["event"] == "trial_started"}
+    assert started_by[lost[0]["trial"]] == victim
+    assert "w3" in started_by.values()  # the replacement worker did trials
