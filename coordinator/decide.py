@@ -56,6 +56,8 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
 def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -> Assignment | None:
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
+        if trial.parent != state.best.commit:
+            continue  # best moved: it will be rebased and re-run instead (see next_judgement)
         runs = state.confirmations(trial_id)
         busy = {trial.worker} | {run.worker for run in runs}
         # Re-runs belong on other workers; only when none is left may a worker confirm itself.
@@ -118,7 +120,9 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
         runs = state.confirmations(trial_id)
-        if len(runs) < acceptance.confirm_runs or any(r.status is None for r in runs):
+        stale = trial.parent != state.best.commit  # judge now on the runs it has, then rebase
+        if any(r.status is None for r in runs) or (len(runs) < acceptance.confirm_runs
+                                                   and not stale):
             continue
         failed = [r for r in runs if r.status != "ok"]
         if failed:
@@ -169,5 +173,6 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
 def recent_trials(state: SwarmState, limit: int = 20) -> list[dict]:
     """The latest finished candidates of every worker, for proposers to learn from."""
     finished = [t for t in state.trials.values() if t.kind == "candidate" and t.status]
+    newest = finished[len(finished) - limit:] if limit > 0 else []
     return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis, "status": t.status,
-             "metric": t.metric, "verdict": t.verdict} for t in finished[-limit:]]
+             "metric": t.metric, "verdict": t.verdict} for t in newest]

@@ -45,9 +45,13 @@ class Coordinator:
     def _open(self, resume: bool) -> None:
         self._lock_run_dir()
         ledger_path = self.run_dir / "ledger.jsonl"
+        had_ledger = ledger_path.exists()
+        self.ledger = Ledger(ledger_path)  # opening it first drops a line torn by a crash
         events = list(read_events(ledger_path))
         restarted = any(e.get("session") == self.session for e in events
                         if e["event"] == "session_started")
+        if not had_ledger:
+            ledger_path.unlink()  # a refused open must leave no trace behind
         if events and not (resume or restarted):
             raise RunDirError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                               "or --run-dir to start another")
@@ -58,7 +62,8 @@ class Coordinator:
         if events:
             self._check_same_target()
             self.repo = gitops.open_repo(self.run_dir / "repo")
-        self.ledger = Ledger(ledger_path)
+        if not had_ledger:
+            self.ledger = Ledger(ledger_path)
         if not events:
             self._create_run()
         if not restarted:
@@ -296,6 +301,9 @@ class Coordinator:
 
     def _record(self, event: dict[str, Any]) -> None:
         self.state.apply(self.ledger.append(event))
+        if event["event"] in ("trial_finished", "verdict", "proposal_failed"):
+            log.info(" ".join(f"{k}={v}" for k, v in event.items() if k not in ("metrics", "event")
+                              and v not in (None, "", {})))
 
     def _write_log(self, trial_id: str, text: str) -> None:
         logs = self.run_dir / "logs"

@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
                  "stop.hours": args.hours, "proposer.kind": args.proposer}
     config = resolve_target_repo(load_config(args.config, overrides), args.config)
     run_dir = args.run_dir or Path("runs") / config.name
+    _check_run_dir(run_dir, args.resume)
     _log_to(run_dir)
     console = Console()
     options = RunOptions(config, run_dir, resume=args.resume, address=args.address)
@@ -66,7 +67,17 @@ def _run(args: argparse.Namespace) -> int:
             final = run_swarm(options)
     console.print(render_status(final))
     console.print(f"run directory: {run_dir}  (ledger.jsonl, results.tsv, repo/ branch swarm/best)")
-    return 0
+    return 130 if final.get("stop_reason") == "stop requested" else 0
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    # The coordinator checks too (it may run on another machine); this answers before Ray starts.
+    exists = (run_dir / "ledger.jsonl").exists()
+    if exists and not resume:
+        raise SwarmError(f"{run_dir} already holds a run; pass --resume to continue it "
+                         "or --run-dir to start another")
+    if resume and not exists:
+        raise SwarmError(f"{run_dir}: no ledger.jsonl to resume from; check --run-dir")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -83,11 +83,21 @@ class SwarmConfig(_Strict):
         """Returns a copy with dotted keys (e.g. 'stop.max_trials') replaced; None means unset."""
         data = self.model_dump()
         for dotted, value in overrides.items():
-            if value is None:
-                continue
-            section, _, key = dotted.rpartition(".")
-            (data[section] if section else data)[key] = value
+            if value is not None:
+                _set_dotted(data, dotted, value)
         return _validate(data, "<command line>")
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    for depth, section in enumerate(sections):
+        inner = data.get(section)
+        if not isinstance(inner, dict):
+            where = ".".join(sections[: depth + 1])
+            raise ConfigError(f"<command line>: unknown key '{where}'; allowed keys here: "
+                              f"{', '.join(_allowed_keys(tuple(sections[:depth])))}")
+        data = inner
+    data[key] = value
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SwarmConfig:
@@ -97,6 +107,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; see configs/ for examples") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as a YAML config ({exc.__class__.__name__}); "
+                          "give a file such as configs/quadratic.yaml") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
@@ -119,6 +132,8 @@ def _describe(error: dict[str, Any], source: str) -> str:
         return f"{source}: unknown key '{location}'; allowed keys here: {allowed}"
     if error["type"] == "missing":
         return f"{source}: missing required key '{location}'"
+    if error["type"] == "value_error":  # a cross-field rule: its message names the values
+        return f"{source}: key '{location}': {error['msg'].removeprefix('Value error, ')}"
     return f"{source}: key '{location}': {error['msg']} (got {error.get('input')!r})"
 
 

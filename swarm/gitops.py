@@ -60,6 +60,8 @@ def import_target(source: str, dest: Path) -> git.Repo:
         raise GitError(f"target.repo '{source}': not a directory and git clone failed: "
                        f"{_last_line(exc)}") from None
     cloned.git.update_environment(**_IDENTITY)
+    with cloned.config_writer() as config:
+        config.set_value("gc", "auto", "0")
     cloned.git.checkout("-B", BEST_BRANCH)
     return cloned
 

@@ -46,6 +46,8 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
+                if not line.endswith("\n"):
+                    return  # torn by a crash mid-append: never acknowledged, so not lost
                 raise RunDirError(f"{path}:{number}: not a JSON event ({exc.msg}); "
                                   "the ledger is append-only: restore it from a copy") from None
 

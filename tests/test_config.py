@@ -11,6 +11,8 @@ from swarm.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
+NOT_A_MAPPING = "{path}: expected a mapping of keys (name, target, ...) at the top level"
+
 VALID = """\
 name: t
 target:
@@ -65,7 +67,8 @@ def test_unknown_nested_key(tmp_path: Path) -> None:
 
 def test_unknown_doubly_nested_key(tmp_path: Path) -> None:
     path = _write(tmp_path, VALID.replace("{name: score}", "{name: score, bogus: 1}"))
-    assert _error(path) == f"{path}: unknown key 'target.metric.bogus'; allowed keys here: name, direction"
+    assert _error(path) == (f"{path}: unknown key 'target.metric.bogus'; "
+                            "allowed keys here: name, direction")
 
 
 def test_unknown_key_in_optional_section(tmp_path: Path) -> None:
@@ -94,8 +97,7 @@ def test_wrong_literal(tmp_path: Path) -> None:
 def test_timeout_shorter_than_budget_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, VALID.replace("timeout_s: 2", "timeout_s: 0.5"))
     message = _error(path)
-    assert message.startswith(
-        f"{path}: key 'target': Value error, timeout_s (0.5) must be >= budget_s (1.0) (got {{")
+    assert message == f"{path}: key 'target': timeout_s (0.5) must be >= budget_s (1.0)"
     assert "\n" not in message
 
 
@@ -106,12 +108,12 @@ def test_timeout_equal_to_budget_is_allowed(tmp_path: Path) -> None:
 
 def test_yaml_list_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "- name\n- target\n")
-    assert _error(path) == f"{path}: expected a mapping of keys (name, target, ...) at the top level"
+    assert _error(path) == NOT_A_MAPPING.format(path=path)
 
 
 def test_empty_file_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "")
-    assert _error(path) == f"{path}: expected a mapping of keys (name, target, ...) at the top level"
+    assert _error(path) == NOT_A_MAPPING.format(path=path)
 
 
 def test_invalid_yaml_names_file_on_one_line(tmp_path: Path) -> None:
@@ -164,24 +166,18 @@ def test_unknown_override_key_names_the_command_line(tmp_path: Path) -> None:
                                  "allowed keys here: max_trials, hours, target_metric")
 
 
-@pytest.mark.xfail(reason="BUG: with_overrides splits with rpartition and indexes "
-                          "data['target.metric'], raising KeyError", strict=True)
 def test_with_overrides_reaches_three_levels(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, VALID))
     changed = config.with_overrides({"target.metric.direction": "maximize"})
     assert changed.target.metric.direction == "maximize"
 
 
-@pytest.mark.xfail(reason="BUG: an override of an unknown section raises KeyError, "
-                          "not ConfigError", strict=True)
 def test_unknown_override_section_is_a_config_error(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, VALID))
     with pytest.raises(ConfigError):
         config.with_overrides({"bogus.x": 1})
 
 
-@pytest.mark.xfail(reason="BUG: load_config of a directory raises IsADirectoryError, "
-                          "not ConfigError", strict=True)
 def test_directory_instead_of_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_config(tmp_path)

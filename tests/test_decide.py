@@ -545,7 +545,5 @@ def test_recent_trials_are_limited_to_the_newest() -> None:
     assert [t["trial"] for t in recent_trials(_history(), limit=2)] == ["00005", "00006"]
 
 
-@pytest.mark.xfail(reason="BUG: finished[-0:] is the whole list, so limit=0 returns every "
-                          "finished candidate", strict=True)
 def test_recent_trials_limit_zero_is_empty() -> None:
     assert recent_trials(_history(), limit=0) == []

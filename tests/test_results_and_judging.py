@@ -133,8 +133,9 @@ def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
                             "metric": 1.0}]
     events[2] = dict(events[2], hypothesis="multi\nline\thypothesis")
     write_results(path, results_rows(replay(events), "score"))
-    assert path.read_text() == ("trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription\n"
-                                "00001\tc0ffee0\t1.000000\t0.0\tbaseline\tw0\tmulti line hypothesis\n")
+    assert path.read_text() == (
+        "trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription\n"
+        "00001\tc0ffee0\t1.000000\t0.0\tbaseline\tw0\tmulti line hypothesis\n")
 
 
 # -- scope_violation / readonly_violation ------------------------------------------------

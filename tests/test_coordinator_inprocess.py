@@ -1,0 +1,701 @@
+"""The coordinator in-process, with real git, real subprocesses and worker loops in threads (no Ray).
+
+Two ways of driving it: `WorkerLoop`s in threads against a lock-serialized Coordinator (what the
+Ray actor does), and hand-made calls with hand-made outcomes where an order must be exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import textwrap
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.results import result_status
+from coordinator.service import Coordinator
+from swarm import gitops
+from swarm.config import SwarmConfig, load_config
+from swarm.errors import RunDirError
+from swarm.ledger import read_events
+from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+from swarm.proposers.mutate import MutateProposer
+from swarm.types import EVALUATED_STATUSES, CandidateInfo, TrialOutcome
+from workers.loop import WorkerLoop
+from workers.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+QUADRATIC = ROOT / "examples" / "quadratic"
+RESULTS_HEADER = "trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription"
+JOIN_S = 60.0
+
+
+def quadratic_config(overrides: dict[str, Any] | None = None) -> SwarmConfig:
+    """configs/quadratic.yaml with a tiny budget, on the example target, plus `overrides`."""
+    return load_config(ROOT / "configs" / "quadratic.yaml", {
+        "target.repo": str(QUADRATIC), "target.budget_s": 0.05, **(overrides or {})})
+
+
+def events(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in read_events(run_dir / "ledger.jsonl") if kind is None or e["event"] == kind]
+
+
+def results_lines(run_dir: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (run_dir / "results.tsv").read_text().splitlines()]
+
+
+# -- worker loops in threads -----------------------------------------------------------------
+
+
+class Serialized:
+    """The Ray actor runs one call at a time; so does this wrapper, for worker threads."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._coordinator = coordinator
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._coordinator, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+        return call
+
+
+def run_workers(coordinator: Coordinator, root: Path, proposers: list[Proposer]) -> list[int]:
+    """Runs one WorkerLoop per proposer until the coordinator says stop; what each reported."""
+    client = Serialized(coordinator)
+    loops = [WorkerLoop(f"w{i}", coordinator.config, client, root / f"w{i}", p, {"hardware": "cpu:test"})
+             for i, p in enumerate(proposers)]
+    reported: list[int | None] = [None] * len(loops)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            reported[i] = loops[i].run()
+        except BaseException as exc:  # noqa: BLE001  (threads swallow exceptions: keep them)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(loops))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_S)
+    if any(t.is_alive() for t in threads):
+        client.request_stop()
+        for thread in threads:
+            thread.join(JOIN_S)
+        pytest.fail(f"worker loops did not stop within {JOIN_S}s; statuses: "
+                    f"{[(t.id, t.status) for t in coordinator.state.trials.values()]}")
+    if errors:
+        raise errors[0]
+    return [r or 0 for r in reported]
+
+
+class Scripted:
+    """A proposer that makes the changes it is given, in order, then has no more ideas."""
+
+    def __init__(self, changes: list[tuple[str, str | None]]) -> None:
+        self.changes = list(changes)  # (path, a mode for train.py or None for 'append to the file')
+
+    def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
+        if not self.changes:
+            return ProposalFailure("no more scripted changes")
+        path, mode = self.changes.pop(0)
+        if mode is None:
+            assert context.checkout is not None
+            text = (context.checkout / path).read_text() + f"# edited ({len(self.changes)} left)\n"
+            return Proposal({path: text}, f"edit {path}")
+        old = context.files["train.py"]
+        new = re.sub(r'^MODE = "\w+"$', f'MODE = "{mode}"', old, flags=re.M) if "MODE" in old \
+            else old.replace("B = 1.0", f"B = {mode}")
+        return Proposal({"train.py": new}, f"mode {mode}")
+
+
+# -- end to end on the quadratic example -----------------------------------------------------
+
+
+@dataclass
+class FinishedRun:
+    config: SwarmConfig
+    run_dir: Path
+    coordinator: Coordinator
+    reported: list[int]
+
+
+@pytest.fixture(scope="module")
+def quadratic_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """Three mutate workers on the quadratic example until max_trials (24) is spent."""
+    tmp = tmp_path_factory.mktemp("quadratic")
+    config = quadratic_config({"stop.max_trials": 24})
+    coordinator = Coordinator(config, tmp / "run", "s1", resume=False)
+    reported = run_workers(coordinator, tmp, [MutateProposer(seed=i) for i in range(3)])
+    return FinishedRun(config, tmp / "run", coordinator, reported)
+
+
+def test_e2e_every_worker_works_and_the_budget_is_spent(quadratic_run: FinishedRun) -> None:
+    state = quadratic_run.coordinator.state
+    assert all(n > 0 for n in quadratic_run.reported), quadratic_run.reported
+    assert state.evaluations >= 24
+    assert state.inflight == {}
+    assert "lost" not in {t.status for t in state.trials.values()}
+    assert quadratic_run.coordinator.stop_reason() is None
+    assert quadratic_run.coordinator.status()["stop_reason"] == "max_trials reached (24)"
+
+
+def test_e2e_best_improves_on_the_baseline(quadratic_run: FinishedRun) -> None:
+    summary = quadratic_run.coordinator.status()
+    assert summary["baseline"]["runs"] >= 3
+    assert summary["best"]["trial"] is not None and summary["accepted"] >= 1
+    assert summary["best"]["mean"] < summary["baseline"]["mean"] - 0.1
+
+
+def test_e2e_every_trial_starts_and_finishes_exactly_once_in_the_ledger(quadratic_run: FinishedRun) -> None:
+    run_dir, state = quadratic_run.run_dir, quadratic_run.coordinator.state
+    started = Counter(e["trial"] for e in events(run_dir, "trial_started"))
+    finished = Counter(e["trial"] for e in events(run_dir, "trial_finished"))
+    assert set(started) == set(finished) == set(state.trials)
+    assert set(started.values()) == set(finished.values()) == {1}
+    assert sorted(state.trials) == [f"{n:05d}" for n in range(1, len(state.trials) + 1)]
+    assert [e["event"] for e in events(run_dir)][:2] == ["run_started", "session_started"]
+
+
+def test_e2e_every_trial_that_reached_the_coordinator_has_its_ref(quadratic_run: FinishedRun) -> None:
+    repo, state = quadratic_run.coordinator.repo, quadratic_run.coordinator.state
+    kept = {t.id: t.commit for t in state.trials.values()
+            if t.status in EVALUATED_STATUSES | {"out_of_scope"}}
+    assert kept
+    refs = dict(line.split() [::-1] for line in
+                repo.git.for_each_ref("--format=%(objectname) %(refname)", "refs/swarm/trials").splitlines())
+    assert refs == {gitops.trial_ref(trial): commit for trial, commit in kept.items()}
+
+
+def test_e2e_best_history_has_one_commit_per_accepted_trial_with_trailers(quadratic_run: FinishedRun) -> None:
+    repo, state = quadratic_run.coordinator.repo, quadratic_run.coordinator.state
+    accepted = [t for t in state.trials.values() if t.verdict == "accepted"]
+    log = list(repo.iter_commits(gitops.BEST_BRANCH))  # newest first
+    assert log[0].hexsha == state.best.commit == repo.commit("HEAD").hexsha
+    assert log[-1].hexsha == state.initial.commit
+    assert len(log) == len(accepted) + 1 == len(state.history)
+    assert [c.hexsha for c in reversed(log)] == [b.commit for b in state.history]
+    for commit, best in zip(reversed(log[:-1]), state.history[1:]):
+        trial = state.trials[best.trial]
+        assert commit.tree.hexsha == trial.tree
+        assert re.search(rf"^Swarm-Trial: {trial.id}$", commit.message, re.M), commit.message
+        metric = re.search(r"^Swarm-Metric: score=(\S+)$", commit.message, re.M)
+        assert metric, commit.message
+        confirms = [c.metric for c in state.confirmations(trial.id)]
+        assert confirms and all(c.status == "ok" for c in state.confirmations(trial.id))  # confirmed first
+        assert float(metric.group(1)) == pytest.approx(sum([trial.metric, *confirms]) / (1 + len(confirms)),
+                                                       rel=1e-5)
+    assert not repo.is_dirty(untracked_files=True)
+
+
+def test_e2e_results_tsv_has_one_row_per_finished_trial(quadratic_run: FinishedRun) -> None:
+    state = quadratic_run.coordinator.state
+    header, *rows = results_lines(quadratic_run.run_dir)
+    assert "\t".join(header) == RESULTS_HEADER
+    assert all(len(row) == 7 for row in rows)
+    assert [row[0] for row in rows] == sorted(t.id for t in state.trials.values() if t.status)
+    for trial_id, commit, score, memory, status, worker, _ in rows:
+        trial = state.trials[trial_id]
+        assert (commit, status, worker, memory) == (trial.commit[:7], result_status(trial), trial.worker, "0.0")
+        assert score == (f"{trial.metric:.6f}" if trial.metric is not None else "0.000000")
+    assert {row[4] for row in rows} >= {"baseline", "confirm", "keep"}
+
+
+def test_e2e_logs_of_evaluated_trials_end_with_the_result_block(quadratic_run: FinishedRun) -> None:
+    state = quadratic_run.coordinator.state
+    evaluated = [t for t in state.trials.values() if t.status in EVALUATED_STATUSES]
+    assert evaluated and all(t.status == "ok" for t in evaluated)
+    for trial in evaluated:
+        text = (quadratic_run.run_dir / "logs" / f"{trial.id}.log").read_text()
+        block = re.search(r"(?:^|\n)---\nscore: +(\S+)\ntrue_score: +\S+\ntraining_seconds: +\S+\n\Z", text)
+        assert block, f"{trial.id}: {text!r}"
+        assert float(block.group(1)) == pytest.approx(trial.metric, abs=1e-6)
+
+
+def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_flight(
+        quadratic_run: FinishedRun) -> None:
+    first = quadratic_run.coordinator
+    before = _comparable(first.state)
+    more = quadratic_run.config.with_overrides({"stop.max_trials": 100, "acceptance.baseline_runs": 50})
+
+    second = Coordinator(more, quadratic_run.run_dir, "s2", resume=True)
+
+    assert _comparable(second.state) == before
+    assert second.state.best == first.state.best and second.state.history == first.state.history
+    assert second.state.sessions == ["s1", "s2"]
+    second.hello("w9", {"hardware": "cpu:test"})
+    unit = second.next_work("w9", None)
+    assert (unit.action, unit.kind) == ("evaluate", "baseline")  # started, never reported
+
+    third = Coordinator(more, quadratic_run.run_dir, "s3", resume=True)
+
+    lost = third.state.trials[unit.trial_id]
+    assert (lost.status, lost.reason) == ("lost", "its session ended before it reported")
+    assert third.state.inflight == {}
+    assert {k: v for k, v in _comparable(third.state)["trials"].items() if k != unit.trial_id} == before["trials"]
+    assert third.state.best == first.state.best
+    assert third.repo.commit(gitops.BEST_BRANCH).hexsha == first.state.best.commit
+    assert [e["session"] for e in events(quadratic_run.run_dir, "session_started")] == ["s1", "s2", "s3"]
+    assert [e["trial"] for e in events(quadratic_run.run_dir, "trial_finished")].count(unit.trial_id) == 1
+    second.report(TrialOutcome(unit.trial_id, "w9", "ok", 1.0))  # a late report is ignored
+    assert [e["trial"] for e in events(quadratic_run.run_dir, "trial_finished")].count(unit.trial_id) == 1
+
+
+def _comparable(state: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(state)
+    data.pop("sessions")
+    return data
+
+
+# -- hand-driven: exact orders with hand-made outcomes ------------------------------------------
+
+
+class Driver:
+    """A Coordinator on the quadratic example, called directly, plus a clone to craft commits in."""
+
+    def __init__(self, tmp: Path, overrides: dict[str, Any] | None = None) -> None:
+        self.config = quadratic_config({"acceptance.baseline_runs": 1, "acceptance.confirm_runs": 1,
+                                        **(overrides or {})})
+        self.run_dir = tmp / "run"
+        self.coord = Coordinator(self.config, self.run_dir, "s1", resume=False)
+        self.space = Workspace(tmp / "crafting")
+        for worker in ("w1", "w2", "w3"):
+            self.coord.hello(worker, {"hardware": "cpu:test"})
+
+    def baseline(self, worker: str = "w1", metric: float = 10.0) -> str:
+        unit = self.coord.next_work(worker, None)
+        assert (unit.action, unit.kind) == ("evaluate", "baseline")
+        self.ok(unit.trial_id, worker, metric)
+        return unit.trial_id
+
+    def craft(self, worker: str, edits: dict[str, list[tuple[str, str]]],
+              parent: str | None = None) -> tuple[CandidateInfo, bytes]:
+        """A commit on `parent` (best by default) with text replacements per file."""
+        parent = parent or self.coord.state.best.commit
+        self.space.receive(gitops.make_bundle(self.coord.repo, parent, []))
+        self.space.start_proposal(parent)
+        files = {}
+        for path, replacements in edits.items():
+            text = self.space.read_text(path)
+            for old, new in replacements:
+                assert old in text, (path, old)
+                text = text.replace(old, new)
+            files[path] = text
+        hypothesis = "; ".join(f"{old} -> {new}" for r in edits.values() for old, new in r)
+        commit, tree = self.space.commit_proposal(files, hypothesis)
+        bundle = self.space.bundle(commit, parent)
+        assert bundle is not None
+        return CandidateInfo(worker, parent, commit, tree, tree, hypothesis), bundle
+
+    def propose(self, worker: str, *replacements: tuple[str, str]) -> tuple[str, CandidateInfo, bytes]:
+        info, bundle = self.craft(worker, {"train.py": list(replacements)})
+        trial_id, refusal = self.coord.begin_candidate(info)
+        assert trial_id is not None and refusal is None
+        return trial_id, info, bundle
+
+    def ok(self, trial_id: str, worker: str, metric: float, bundle: bytes | None = None) -> None:
+        self.coord.report(TrialOutcome(trial_id, worker, "ok", metric, seconds=0.1,
+                                       hardware="cpu:test", log="---\nscore: 1\n", bundle=bundle))
+
+    def evaluate(self, worker: str, kind: str) -> str:
+        unit = self.coord.next_work(worker, None)
+        assert (unit.action, unit.kind) == ("evaluate", kind), unit
+        return unit.trial_id
+
+    def status_of(self, trial_id: str) -> str | None:
+        return self.coord.state.trials[trial_id].status
+
+    def finished(self, trial_id: str) -> list[dict[str, Any]]:
+        return [e for e in events(self.run_dir, "trial_finished") if e["trial"] == trial_id]
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Driver:
+    return Driver(tmp_path)
+
+
+# -- opening a run -------------------------------------------------------------------------------
+
+
+def test_opening_an_existing_run_without_resume_is_refused(driver: Driver) -> None:
+    ledger = (driver.run_dir / "ledger.jsonl").read_bytes()
+    with pytest.raises(RunDirError, match=r"already holds a run; pass --resume"):
+        Coordinator(driver.config, driver.run_dir, "s2", resume=False)
+    assert (driver.run_dir / "ledger.jsonl").read_bytes() == ledger
+
+
+def test_resuming_a_run_dir_without_a_ledger_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match=r"no ledger.jsonl to resume from"):
+        Coordinator(quadratic_config(), tmp_path / "run", "s1", resume=True)
+    assert not (tmp_path / "run" / "ledger.jsonl").exists()
+
+
+@pytest.mark.parametrize("override", [{"name": "loss", "direction": "minimize"},
+                                      {"name": "score", "direction": "maximize"}])
+def test_resuming_with_a_changed_metric_is_refused_naming_it(driver: Driver, override: dict[str, str]) -> None:
+    ledger = (driver.run_dir / "ledger.jsonl").read_bytes()
+    changed = driver.config.with_overrides({"target.metric": override})
+    with pytest.raises(RunDirError, match=r"target\.metric was .* when the run started"):
+        Coordinator(changed, driver.run_dir, "s2", resume=True)
+    assert (driver.run_dir / "ledger.jsonl").read_bytes() == ledger
+
+
+def test_reopening_with_the_same_session_keeps_trials_in_flight(driver: Driver) -> None:
+    unit = driver.coord.next_work("w1", None)
+    assert unit.kind == "baseline"
+
+    restarted = Coordinator(driver.config, driver.run_dir, "s1", resume=False)  # a Ray actor restart
+
+    assert restarted.state.trials[unit.trial_id].status is None
+    assert restarted.state.inflight == {unit.trial_id: "w1"}
+    assert [e["session"] for e in events(driver.run_dir, "session_started")] == ["s1"]
+    assert restarted.session_start == events(driver.run_dir, "session_started")[0]["ts"]
+    restarted.hello("w1", {})
+    restarted.report(TrialOutcome(unit.trial_id, "w1", "ok", 6.7, hardware="cpu:test"))
+    assert restarted.state.trials[unit.trial_id].status == "ok"
+    again = Coordinator(driver.config, driver.run_dir, "s1", resume=True)
+    assert [e["session"] for e in events(driver.run_dir, "session_started")] == ["s1"]
+    assert again.state.samples == restarted.state.samples
+
+
+# -- reports, lost trials, duplicates ----------------------------------------------------------
+
+
+def test_report_is_idempotent(driver: Driver) -> None:
+    unit = driver.coord.next_work("w1", None)
+    outcome = TrialOutcome(unit.trial_id, "w1", "ok", 6.7, hardware="cpu:test", log="---\nscore: 6.7\n")
+    driver.coord.report(outcome)
+    driver.coord.report(outcome)
+    assert len(driver.finished(unit.trial_id)) == 1
+    assert driver.coord.state.best_samples() == [6.7]
+    assert len(results_lines(driver.run_dir)) == 2
+
+
+def test_reporting_a_trial_that_was_never_started_records_nothing(driver: Driver) -> None:
+    before = events(driver.run_dir)
+    driver.coord.report(TrialOutcome("99999", "w1", "ok", 1.0))
+    assert events(driver.run_dir) == before
+
+
+def test_asking_for_work_with_a_trial_in_flight_loses_that_trial(driver: Driver) -> None:
+    first = driver.coord.next_work("w1", None)
+    second = driver.coord.next_work("w1", None)
+    lost = driver.coord.state.trials[first.trial_id]
+    assert (lost.status, lost.reason) == ("lost", "its worker asked for new work without reporting it")
+    assert (second.action, second.kind) == ("evaluate", "baseline") and second.trial_id != first.trial_id
+    assert driver.coord.state.inflight == {second.trial_id: "w1"}
+    driver.ok(first.trial_id, "w1", 1.0)  # its late report changes nothing
+    assert driver.status_of(first.trial_id) == "lost" and len(driver.finished(first.trial_id)) == 1
+    assert driver.coord.state.evaluations == 1
+    assert results_lines(driver.run_dir)[1][4] == "lost"
+
+
+def test_worker_lost_requeues_its_confirmation_for_the_next_worker(driver: Driver) -> None:
+    driver.baseline("w1", 10.0)
+    trial, info, bundle = driver.propose("w1", ("A = 1.0", "A = 2.0"))
+    driver.ok(trial, "w1", 5.0, bundle)
+    assert driver.coord.state.trials[trial].verdict == "promising"
+    confirm = driver.coord.next_work("w2", None)
+    assert (confirm.kind, confirm.commit) == ("confirm", info.commit)
+    assert confirm.bundle is not None  # w2 has nothing yet: it gets the candidate's objects
+
+    driver.coord.worker_lost("w2", "actor died: node gone")
+
+    assert (driver.status_of(confirm.trial_id), driver.coord.state.trials[confirm.trial_id].reason) == \
+        ("lost", "actor died: node gone")
+    assert "w2" not in driver.coord.live
+    again = driver.coord.next_work("w3", None)
+    assert (again.action, again.kind, again.commit) == ("evaluate", "confirm", info.commit)
+    assert driver.coord.state.trials[again.trial_id].of == trial
+    driver.ok(again.trial_id, "w3", 5.0)
+    assert driver.coord.state.trials[trial].verdict == "accepted"
+    assert driver.coord.state.best.tree == info.tree
+
+
+def test_the_same_change_on_the_same_parent_is_refused_as_duplicate(driver: Driver) -> None:
+    info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
+    first, refusal = driver.coord.begin_candidate(info)
+    assert refusal is None
+    same = dataclasses.replace(info, worker_id="w2", commit="f" * 40)  # another commit, same tree
+
+    second, refusal = driver.coord.begin_candidate(same)
+
+    assert refusal == "duplicate" and second not in (None, first)
+    assert driver.status_of(second) == "duplicate"
+    assert driver.finished(second)[0]["reason"] == "the same change was already tried on this parent"
+    assert driver.coord.state.evaluations == 1  # a duplicate costs no evaluation
+    assert driver.coord.state.inflight == {first: "w1"}
+    assert results_lines(driver.run_dir)[-1][:1] + results_lines(driver.run_dir)[-1][4:6] == \
+        [second, "duplicate", "w2"]
+
+
+def test_a_candidate_that_changes_nothing_is_a_duplicate(driver: Driver) -> None:
+    best = driver.coord.state.best
+    info = CandidateInfo("w1", best.commit, "e" * 40, best.tree, best.tree, "no change at all")
+    trial, refusal = driver.coord.begin_candidate(info)
+    assert refusal == "duplicate" and driver.status_of(trial) == "duplicate"
+    assert driver.coord.state.evaluations == 0
+
+
+def test_begin_candidate_after_the_budget_is_spent_says_stop(tmp_path: Path) -> None:
+    driver = Driver(tmp_path, {"stop.max_trials": 1})
+    driver.baseline()
+    info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
+    assert driver.coord.begin_candidate(info) == (None, "stop")
+    assert driver.coord.next_work("w1", None).action == "stop"
+
+
+# -- scope -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edits", [
+    {"prepare.py": [("NOISE = 0.02", "NOISE = 0.0")]},
+    {"train.py": [("A = 1.0", "A = 3.0")], "prepare.py": [("NOISE = 0.02", "NOISE = 0.0")]},
+    {"program.md": [("Rules:", "Rules (none):")]},
+], ids=["readonly", "readonly-and-editable", "not-editable"])
+def test_coordinator_rechecks_scope_whatever_the_worker_says(
+        driver: Driver, edits: dict[str, list[tuple[str, str]]]) -> None:
+    driver.baseline("w1", 10.0)
+    info, bundle = driver.craft("w2", edits)
+    trial, refusal = driver.coord.begin_candidate(info)
+    assert refusal is None
+
+    driver.ok(trial, "w2", 0.001, bundle)  # the worker claims a great result
+
+    record = driver.coord.state.trials[trial]
+    assert (record.status, record.metric, record.verdict) == ("out_of_scope", None, None)
+    assert record.reason.startswith("changes paths agents may not edit: ")
+    assert sorted(p for p in edits if p != "train.py") == \
+        sorted(record.reason.split(": ", 1)[1].split(", "))
+    assert driver.coord.state.best.commit == driver.coord.state.initial.commit
+    assert driver.coord.repo.commit(gitops.trial_ref(trial)).hexsha == info.commit  # kept in the pool
+    assert driver.coord.state.evaluations == 1
+
+
+def test_a_proposer_that_edits_the_harness_gets_out_of_scope_and_the_worker_carries_on(tmp_path: Path) -> None:
+    config = quadratic_config({"acceptance.baseline_runs": 1, "acceptance.confirm_runs": 0,
+                               "stop.max_trials": 3})
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+    proposer = Scripted([("prepare.py", None), ("train.py", "0.5"), ("prepare.py", None), ("train.py", "0.3")])
+
+    run_workers(coordinator, tmp_path, [proposer])
+
+    candidates = [t for t in coordinator.state.trials.values() if t.kind == "candidate"]
+    assert [t.status for t in candidates] == ["out_of_scope", "ok", "out_of_scope", "ok"]
+    for trial in candidates[::2]:
+        assert trial.reason == "changes paths agents may not edit: prepare.py"
+        assert "---" not in (tmp_path / "run" / "logs" / f"{trial.id}.log").read_text()  # never ran
+        assert trial.seconds == 0.0
+        assert coordinator.repo.commit(gitops.trial_ref(trial.id)).hexsha == trial.commit
+    assert candidates[1].verdict == "accepted"
+    assert coordinator.repo.git.show(f"{gitops.BEST_BRANCH}:prepare.py") == \
+        (QUADRATIC / "prepare.py").read_text().rstrip("\n")
+    assert coordinator.state.evaluations == 3
+
+
+# -- statuses as data: a tiny target that misbehaves on request --------------------------------
+
+MODES_TRAIN = textwrap.dedent('''\
+    import sys
+    import time
+
+    MODE = "ok"
+
+    if MODE == "crash":
+        print("---\\nscore: 0.1", flush=True)
+        sys.exit(1)
+    if MODE == "timeout":
+        print("sleeping past the timeout", flush=True)
+        time.sleep(30)
+    if MODE == "guard":
+        open("guard_fail", "w").close()
+    if MODE == "tamper":
+        with open("prepare.py", "a") as harness:
+            harness.write("# rewritten by the candidate\\n")
+    print("---")
+    if MODE == "no_metric":
+        print("loss: 0.5")
+    elif MODE == "nan":
+        print("score: nan")
+    else:
+        print("score:", 0.5 if MODE in ("better", "guard", "tamper") else 1.0)
+''')
+
+MODES_PREPARE = textwrap.dedent('''\
+    """The guard: a trial that left guard_fail behind does not count."""
+    import os
+    import sys
+
+    sys.exit(1 if os.path.exists("guard_fail") else 0)
+''')
+
+
+def modes_config(tmp: Path, max_trials: int) -> SwarmConfig:
+    source = tmp / "modes"
+    source.mkdir()
+    (source / "train.py").write_text(MODES_TRAIN)
+    (source / "prepare.py").write_text(MODES_PREPARE)
+    (source / "program.md").write_text("# modes\n")
+    return SwarmConfig.model_validate({
+        "name": "modes",
+        "target": {"repo": str(source), "editable": ["train.py"], "readonly": ["prepare.py"],
+                   "run": "python train.py", "metric": {"name": "score", "direction": "minimize"},
+                   "budget_s": 0.05, "timeout_s": 1, "guard": "python prepare.py"},
+        "acceptance": {"min_delta": 0.0, "noise_k": 2.0, "baseline_runs": 1, "confirm_runs": 0},
+        "stop": {"max_trials": max_trials},
+    })
+
+
+def test_statuses_are_data_and_the_run_goes_on(tmp_path: Path) -> None:
+    modes = ["crash", "timeout", "no_metric", "nan", "guard", "better"]
+    config = modes_config(tmp_path, max_trials=1 + len(modes))
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+
+    run_workers(coordinator, tmp_path, [Scripted([("train.py", m) for m in modes])])
+
+    state = coordinator.state
+    baseline = state.trials["00001"]
+    assert (baseline.kind, baseline.status, baseline.metric) == ("baseline", "ok", 1.0)
+    candidates = [t for t in state.trials.values() if t.kind == "candidate"]
+    assert [t.hypothesis for t in candidates] == [f"mode {m}" for m in modes]
+    assert [(t.status, t.reason) for t in candidates] == [
+        ("crash", "exit code 1"),
+        ("timeout", "killed at timeout_s"),
+        ("no_metric", "no finite 'score:' after the last '---' line"),
+        ("no_metric", "no finite 'score:' after the last '---' line"),
+        ("guard_failed", "guard exit code 1"),
+        ("ok", ""),
+    ]
+    assert [t.metric for t in candidates] == [None] * 5 + [0.5]
+    assert candidates[-1].verdict == "accepted" and state.best.trial == candidates[-1].id
+    assert 0.9 < candidates[1].seconds < 10
+    assert "sleeping past the timeout" in (tmp_path / "run" / "logs" / f"{candidates[1].id}.log").read_text()
+    assert state.evaluations == 1 + len(modes) and state.inflight == {}
+    statuses = [row[4] for row in results_lines(tmp_path / "run")[1:]]
+    assert statuses == ["baseline", "crash", "timeout", "no_metric", "no_metric", "guard_failed", "keep"]
+
+
+def test_a_candidate_that_rewrites_the_harness_while_running_is_out_of_scope(tmp_path: Path) -> None:
+    config = modes_config(tmp_path, max_trials=2)
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+
+    run_workers(coordinator, tmp_path, [Scripted([("train.py", "tamper"), ("train.py", "better")])])
+
+    tamper, better = [t for t in coordinator.state.trials.values() if t.kind == "candidate"]
+    assert (tamper.status, tamper.metric, tamper.verdict) == ("out_of_scope", None, None)
+    assert tamper.reason == "readonly file prepare.py differs from its recorded hash after the run"
+    assert "---\nscore: 0.5" in (tmp_path / "run" / "logs" / f"{tamper.id}.log").read_text()  # it ran
+    # the next trial ran on a restored harness: otherwise it would be refused too
+    assert (better.status, better.verdict) == ("ok", "accepted")
+    assert coordinator.state.best.trial == better.id
+
+
+# -- stale winners ------------------------------------------------------------------------------
+
+
+def _two_winners_on_one_parent(driver: Driver, first: list[tuple[str, str]],
+                               second: list[tuple[str, str]]) -> tuple[str, CandidateInfo, str, CandidateInfo]:
+    """w1 and w2 propose on the same best; both are clearly better; w1's is confirmed and accepted."""
+    driver.baseline("w1", 10.0)
+    parent = driver.coord.state.best.commit
+    a, info_a, bundle_a = driver.propose("w1", *first)
+    b, info_b, bundle_b = driver.propose("w2", *second)
+    assert info_a.parent == info_b.parent == parent
+    driver.ok(a, "w1", 5.0, bundle_a)
+    driver.ok(b, "w2", 4.0, bundle_b)
+    assert driver.coord.state.awaiting == [a, b]
+    confirm_a = driver.evaluate("w3", "confirm")
+    assert driver.coord.state.trials[confirm_a].of == a
+    driver.ok(confirm_a, "w3", 5.0)
+    assert driver.coord.state.trials[a].verdict == "accepted"
+    assert driver.coord.state.best.tree == info_a.tree
+    assert driver.coord.repo.commit(driver.coord.state.best.commit).parents[0].hexsha == parent
+    confirm_b = driver.evaluate("w1", "confirm")  # w2 proposed it, so another worker confirms
+    assert driver.coord.state.trials[confirm_b].of == b
+    driver.ok(confirm_b, "w1", 4.0)
+    return a, info_a, b, info_b
+
+
+def test_a_stale_winner_that_merges_cleanly_is_rebased_and_queued(driver: Driver) -> None:
+    a, info_a, b, info_b = _two_winners_on_one_parent(driver, [("A = 1.0", "A = 2.0")], [("B = 1.0", "B = 0.5")])
+    state, repo = driver.coord.state, driver.coord.repo
+    best = state.best
+
+    assert state.trials[b].verdict == "rebased"
+    verdict = [e for e in events(driver.run_dir, "verdict") if e["trial"] == b][-1]
+    rebased = verdict["commit"]
+    assert verdict["parent"] == best.commit and verdict["tree"] == gitops.tree_of(repo, rebased)
+    assert [p.hexsha for p in repo.commit(rebased).parents] == [best.commit]
+    text = repo.git.show(f"{rebased}:train.py")
+    assert "A = 2.0" in text and "B = 0.5" in text
+    assert f"Swarm-Rebased-From: {b}" in repo.commit(rebased).message
+    assert repo.commit(f"refs/swarm/rebased/{b}").hexsha == rebased
+    assert [q["commit"] for q in state.rebase_queue] == [rebased]
+    assert state.best.commit == best.commit  # not accepted before it is evaluated on the new base
+    assert dict((r[0], r[4]) for r in results_lines(driver.run_dir)[1:])[b] == "rebased"
+
+    # re-evaluated on the new base first, ahead of new proposals; a lost re-run is owed again
+    unit = driver.coord.next_work("w2", None)
+    assert (unit.kind, unit.commit) == ("candidate", rebased)
+    assert driver.coord.state.trials[unit.trial_id].of == b and state.rebase_queue == []
+    driver.coord.worker_lost("w2", "preempted")
+    assert [q["commit"] for q in state.rebase_queue] == [rebased]
+    rerun = driver.evaluate("w3", "candidate")
+    assert driver.coord.state.trials[rerun].commit == rebased
+    driver.ok(rerun, "w3", 3.0)
+    assert state.trials[rerun].verdict == "promising"
+    confirm = driver.evaluate("w1", "confirm")
+    driver.ok(confirm, "w1", 3.0)
+    assert state.trials[rerun].verdict == "accepted"
+    assert state.best.tree == gitops.tree_of(repo, rebased)
+    assert [p.hexsha for p in repo.commit(state.best.commit).parents] == [best.commit]
+
+
+def test_a_stale_winner_that_conflicts_is_stale_conflict(driver: Driver) -> None:
+    a, info_a, b, info_b = _two_winners_on_one_parent(driver, [("A = 1.0", "A = 2.0")], [("A = 1.0", "A = 2.5")])
+    state = driver.coord.state
+
+    assert state.trials[b].verdict == "stale_conflict"
+    verdict = [e for e in events(driver.run_dir, "verdict") if e["trial"] == b][-1]
+    assert verdict["reason"] == f"conflicts with best {state.best.commit[:7]}"
+    assert state.rebase_queue == [] and state.awaiting == []
+    assert state.best.tree == info_a.tree
+    assert dict((r[0], r[4]) for r in results_lines(driver.run_dir)[1:])[b] == "stale_conflict"
+    merge = driver.run_dir / ".merge"
+    assert gitops.open_repo(merge).git.status("--porcelain") == ""
+    assert driver.coord.next_work("w2", None).action == "propose"
+
+
+def test_a_stale_winner_already_contained_in_best_is_discarded(driver: Driver) -> None:
+    a, info_a, b, info_b = _two_winners_on_one_parent(
+        driver, [("A = 1.0", "A = 2.0"), ("B = 1.0", "B = 0.5")], [("A = 1.0", "A = 2.0")])
+    assert driver.coord.state.trials[b].verdict == "discard"
+    verdict = [e for e in events(driver.run_dir, "verdict") if e["trial"] == b][-1]
+    assert verdict["reason"] == "its change is already in best"
+    assert driver.coord.state.rebase_queue == []
+
+
+def test_replaying_a_hand_driven_run_gives_the_same_state(driver: Driver) -> None:
+    _two_winners_on_one_parent(driver, [("A = 1.0", "A = 2.0")], [("B = 1.0", "B = 0.5")])
+    inflight = driver.coord.next_work("w2", None)  # the rebased winner, never reported
+    before = _comparable(driver.coord.state)
+
+    reopened = Coordinator(driver.config, driver.run_dir, "s2", resume=True)
+
+    after = _comparable(reopened.state)
+    lost = after["trials"][inflight.trial_id]
+    assert (lost["status"], lost["reason"]) == ("lost", "its session ended before it reported")
+    assert [q["commit"] for q in reopened.state.rebase_queue] == [inflight.commit]  # owed again
+    for key in ("best", "history", "initial", "samples", "tree_of", "tried", "run_info", "awaiting"):
+        assert after[key] == before[key], key
+    assert {k: v for k, v in after["trials"].items() if k != inflight.trial_id} == \
+        {k: v for k, v in before["trials"].items() if k != inflight.trial_id}
