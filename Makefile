@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs (README): `make run` and `make test`.
+# Both create .venv on first use; `make setup` alone does only that.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup run test bench clean-venv
+
+setup: $(VENV)/.installed
+
+# torch first and pinned: on these machines `torch==2.13.0` is a local CPU build, while an
+# unpinned torch (asked for by anything later) would pull several GB of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,ml]'
+	touch $@
+
+run: setup
+	$(BIN)/swarm run configs/quadratic.yaml --workers 4 --max-trials 40
+
+test: setup
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/scaling.py
+
+clean-venv:
+	rm -rf $(VENV)
