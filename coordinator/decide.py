@@ -16,13 +16,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Assignment:
-    action: str  # evaluate | propose | stop
+    action: str  # evaluate | propose | wait | stop
     kind: str | None = None  # for evaluate: baseline | candidate | confirm
     commit: str = ""
     tree: str = ""
     parent: str = ""
     of: str | None = None
     hypothesis: str = ""
+    wait_s: float = 0.0
+
+
+# A worker whose proposals keep being refused waits longer each time (0.5 s doubling to 30 s);
+# when the whole swarm has had this many refusals in a row, the run stops and says why.
+FREE_REFUSALS = 3
+MAX_REFUSALS_IN_A_ROW = 100
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,15 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
     if owed or winding_down:
         return owed or Assignment("stop")
     return (_baseline(state, acceptance.baseline_runs)
+            or _backoff(state, worker)
             or Assignment("propose", commit=state.best.commit, parent=state.best.commit))
+
+
+def _backoff(state: SwarmState, worker: str) -> Assignment | None:
+    streak = state.refusal_streak.get(worker, 0)
+    if streak < FREE_REFUSALS:
+        return None
+    return Assignment("wait", wait_s=min(0.5 * 2 ** (streak - FREE_REFUSALS), 30.0))
 
 
 def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -> Assignment | None:
@@ -161,6 +176,9 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
     """Why no new work at all should start, or None to go on."""
     if requested:
         return "stop requested"
+    if state.refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
+        return (f"{state.refusals_in_a_row} proposals in a row were refused; "
+                f"the last: {state.last_refusal[:200]}")
     if stop.hours is not None and elapsed_s >= stop.hours * 3600:
         return f"hours reached ({stop.hours})"
     best_runs = state.best_samples()

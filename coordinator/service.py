@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,22 @@ class Coordinator:
         self.state = SwarmState()
         self.live: dict[str, dict[str, Any]] = {}  # worker -> where it runs
         self.stop_requested = False
+        self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
         self._open(resume)
 
     # -- opening a run --------------------------------------------------------------------
 
     def _open(self, resume: bool) -> None:
         self._lock_run_dir()
+        try:
+            self._load(resume)
+        except BaseException:
+            self._lock.close()  # a refused open must not keep the run directory
+            if getattr(self, "ledger", None):
+                self.ledger.close()
+            raise
+
+    def _load(self, resume: bool) -> None:
         ledger_path = self.run_dir / "ledger.jsonl"
         had_ledger = ledger_path.exists()
         self.ledger = Ledger(ledger_path)  # opening it first drops a line torn by a crash
@@ -147,14 +158,19 @@ class Coordinator:
 
     def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
         self.live.setdefault(worker_id, {})  # a restarted coordinator re-learns who is working
-        for trial_id in self.state.inflight_of(worker_id):
+        abandoned = self.state.inflight_of(worker_id)
+        for trial_id in abandoned:
             self._finish_lost(trial_id, "its worker asked for new work without reporting it")
+        if abandoned:
+            self._write_results()
         choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,
                                self.stop_reason(), winding_down=self._budget_spent() is not None)
         best = self.state.best.commit
         if choice.action == "stop":
             self.live.pop(worker_id, None)  # gone: owed confirmations must not wait for it
             return WorkUnit("stop", best)
+        if choice.action == "wait":
+            return WorkUnit("wait", best, wait_s=choice.wait_s)
         if choice.action == "propose":
             return WorkUnit("propose", best, commit=best, bundle=self._bundle(best, have),
                             recent=decide.recent_trials(self.state))
@@ -188,6 +204,11 @@ class Coordinator:
 
     def report(self, outcome: TrialOutcome) -> None:
         """Records a finished trial, then makes every verdict that it allows. Idempotent."""
+        started = time.perf_counter()
+        self._record_outcome(outcome)
+        self.report_seconds.append(time.perf_counter() - started)
+
+    def _record_outcome(self, outcome: TrialOutcome) -> None:
         trial = self.state.trials.get(outcome.trial_id)
         if trial is None or trial.status is not None:
             return  # a retry of a report already recorded, or a trial already declared lost
@@ -319,4 +340,9 @@ class Coordinator:
     def status(self) -> dict[str, Any]:
         from coordinator.summary import summarize
         reason = self.stop_reason() or self._budget_spent()
-        return summarize(self.state, self.config, self.live, self.session_start, reason)
+        status = summarize(self.state, self.config, self.live, self.session_start, reason)
+        handled = sorted(self.report_seconds)
+        status["report_ms"] = {"median": 1000 * handled[len(handled) // 2],
+                               "p90": 1000 * handled[int(len(handled) * 0.9)],
+                               "count": len(handled)} if handled else None
+        return status

@@ -70,6 +70,11 @@ class SwarmState:
     run_info: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0  # trials that ran or will run an experiment
     proposal_failures: int = 0
+    # Proposals refused (failed, duplicate, out of scope) since the last evaluation: a proposer
+    # that only ever fails must back off and, in the end, stop the run instead of spinning.
+    refusal_streak: dict[str, int] = field(default_factory=dict)  # per worker
+    refusals_in_a_row: int = 0  # swarm-wide
+    last_refusal: str = ""
     cost_usd: float = 0.0
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -111,6 +116,11 @@ class SwarmState:
         trial.reason = event.get("reason", "")
         if trial.status not in EVALUATED_STATUSES:
             self.evaluations -= 1
+        if trial.status in EVALUATED_STATUSES:
+            self.refusal_streak[trial.worker] = 0
+            self.refusals_in_a_row = 0
+        elif trial.status in ("duplicate", "out_of_scope") and trial.kind == "candidate":
+            self._refused(trial.worker, f"{trial.status}: {event.get('reason', '')}")
         if trial.status == "ok" and trial.metric is not None:
             self.samples.setdefault(trial.tree, []).append(trial.metric)
         if trial.kind == "candidate" and trial.status == "ok":
@@ -138,6 +148,12 @@ class SwarmState:
     def _on_proposal_failed(self, event: dict[str, Any]) -> None:
         self.proposal_failures += 1
         self.cost_usd += event.get("cost_usd", 0.0)
+        self._refused(event["worker"], f"proposal failed: {event.get('reason', '')}")
+
+    def _refused(self, worker: str, reason: str) -> None:
+        self.refusal_streak[worker] = self.refusal_streak.get(worker, 0) + 1
+        self.refusals_in_a_row += 1
+        self.last_refusal = reason
 
     def _set_best(self, best: BestRecord) -> None:
         self.best = best

@@ -547,3 +547,38 @@ def test_recent_trials_are_limited_to_the_newest() -> None:
 
 def test_recent_trials_limit_zero_is_empty() -> None:
     assert recent_trials(_history(), limit=0) == []
+
+
+def failures(worker: str, count: int, reason: str = "nothing to mutate") -> list[Event]:
+    return [{"event": "proposal_failed", "worker": worker, "reason": reason}] * count
+
+
+def test_a_worker_whose_proposals_keep_failing_waits_longer_each_time() -> None:
+    waits = [assign(replay(START, BASELINES, failures("w0", n)), "w0", LIVE, ACCEPT, None)
+             for n in (2, 3, 4, 5, 20)]
+    assert [a.action for a in waits] == ["propose", "wait", "wait", "wait", "wait"]
+    assert [a.wait_s for a in waits[1:]] == [0.5, 1.0, 2.0, 30.0]
+
+
+def test_backoff_is_per_worker_and_ends_with_an_evaluation() -> None:
+    state = replay(START, BASELINES, failures("w0", 5))
+    assert assign(state, "w1", LIVE, ACCEPT, None).action == "propose"
+    evaluated = [started("00004", "candidate", "w0", "c1", "t1"), finished("00004", metric=1.1)]
+    state = replay(START, BASELINES, failures("w0", 5), evaluated)
+    assert assign(state, "w0", LIVE, ACCEPT, None).action == "propose"
+
+
+def test_duplicates_count_as_refusals() -> None:
+    dups = []
+    for n in range(4, 8):
+        dups += [started(f"{n:05d}", "candidate", "w0", f"c{n}", "t0"),
+                 finished(f"{n:05d}", "duplicate", reason="the same change")]
+    assert assign(replay(START, BASELINES, dups), "w0", LIVE, ACCEPT, None).action == "wait"
+
+
+def test_a_hundred_refusals_in_a_row_stop_the_run_and_say_why() -> None:
+    state = replay(START, BASELINES, failures("w0", 50), failures("w1", 50, "bad edit"))
+    assert stop_reason(state, StopSpec(max_trials=None), "minimize", 0.0, False) == (
+        "100 proposals in a row were refused; the last: proposal failed: bad edit")
+    state = replay(START, BASELINES, failures("w0", 99))
+    assert stop_reason(state, StopSpec(max_trials=None), "minimize", 0.0, False) is None

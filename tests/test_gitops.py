@@ -111,7 +111,6 @@ def test_import_target_from_a_file_url_clones_with_history_onto_swarm_best(tmp_p
     assert repo.commit(commit).author.name == "swarm"
 
 
-@pytest.mark.xfail(reason="BUG: import_target's clone path skips init_repo's gc.auto=0", strict=True)
 def test_import_target_from_a_url_disables_auto_gc_like_a_copied_directory(tmp_path: Path) -> None:
     bare, _, _ = _bare_remote(tmp_path)
     copied = gitops.import_target(str(tmp_path / "upstream"), tmp_path / "copied")

@@ -1,0 +1,78 @@
+"""Trials per hour with 1, 2, 4 and 8 workers, as a ratio to 1 worker, in one process run.
+
+The target is examples/quadratic with a fixed experiment that mostly waits (SWARM_BUDGET_S
+seconds of sleep), as a GPU-bound run leaves the CPU idle. Each worker count runs for the same
+wall-clock window on one local Ray instance; only trials that finish inside the window after a
+warm-up count, so Ray and actor start-up are left out. Also printed: the coordinator's time to
+handle one result (median and p90, measured inside the coordinator).
+
+    python bench/scaling.py            # the figures in bench/RESULTS.md (about 5 minutes)
+    python bench/scaling.py --quick    # keeps the benchmark working (about 1 minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+from swarm.config import load_config
+from swarm.launch import RunOptions, run_swarm
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALUATED = {"ok", "crash", "timeout", "guard_failed", "no_metric"}
+
+
+def measure(workers: int, budget_s: float, warmup_s: float, window_s: float, scratch: Path) -> dict:
+    hours = (warmup_s + window_s + budget_s) / 3600
+    config = load_config(ROOT / "configs/quadratic.yaml", {
+        "target.repo": str(ROOT / "examples/quadratic"), "target.budget_s": budget_s,
+        "workers.count": workers, "stop.max_trials": 100_000, "stop.hours": hours,
+        "proposer.seed": 1})
+    run_dir = scratch / f"w{workers}"
+    status = run_swarm(RunOptions(config, run_dir))
+    events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
+    first = min(e["ts"] for e in events if e["event"] == "trial_started")
+    start, end = first + warmup_s, first + warmup_s + window_s
+    done = sum(1 for e in events if e["event"] == "trial_finished" and e["status"] in EVALUATED
+               and start <= e["ts"] < end)
+    return {"workers": workers, "trials": done, "per_hour": done * 3600 / window_s,
+            "report_ms": status["report_ms"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    counts, budget, warmup, window = ([1, 2], 0.5, 2.0, 8.0) if args.quick else \
+        ([1, 2, 4, 8], 2.0, 6.0, 60.0)
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=max(counts) + 1, include_dashboard=False,
+             namespace="swarm-bench", log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = [measure(n, budget, warmup, window, Path(scratch)) for n in counts]
+    finally:
+        ray.shutdown()
+    print(f"# scaling: examples/quadratic, {budget:g} s experiment, {window:g} s window after "
+          f"{warmup:g} s warm-up; {platform.node()}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d')}")
+    print("| workers | trials in window | trials/hour | ratio to 1 worker | ideal | efficiency "
+          "| coordinator ms/result (median, p90) |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        ratio = row["per_hour"] / rows[0]["per_hour"]
+        ms = row["report_ms"]
+        print(f"| {row['workers']} | {row['trials']} | {row['per_hour']:.0f} | {ratio:.2f}x "
+              f"| {row['workers']}x | {ratio / row['workers']:.0%} "
+              f"| {ms['median']:.1f}, {ms['p90']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
