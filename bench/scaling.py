@@ -43,12 +43,24 @@ def measure(workers: int, budget_s: float, warmup_s: float, window_s: float, scr
     done = sum(1 for e in events if e["event"] == "trial_finished" and e["status"] in EVALUATED
                and start <= e["ts"] < end)
     return {"workers": workers, "trials": done, "per_hour": done * 3600 / window_s,
+            "duty": _time_in_trials(events, start, end) / (workers * window_s),
             "report_ms": status["report_ms"]}
+
+
+def _time_in_trials(events: list[dict], start: float, end: float) -> float:
+    """Worker-seconds inside the window spent between a trial's start and its finish."""
+    began = {e["trial"]: e["ts"] for e in events if e["event"] == "trial_started"}
+    total = 0.0
+    for e in events:
+        if e["event"] == "trial_finished" and e["status"] in EVALUATED:
+            total += max(0.0, min(e["ts"], end) - max(began[e["trial"]], start))
+    return total
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep the run directories here (for analysis)")
     args = parser.parse_args()
     counts, budget, warmup, window = ([1, 2], 0.5, 2.0, 8.0) if args.quick else \
         ([1, 2, 4, 8], 2.0, 6.0, 60.0)
@@ -57,20 +69,21 @@ def main() -> None:
              namespace="swarm-bench", log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            rows = [measure(n, budget, warmup, window, Path(scratch)) for n in counts]
+            where = args.keep or Path(scratch)
+            rows = [measure(n, budget, warmup, window, where) for n in counts]
     finally:
         ray.shutdown()
     print(f"# scaling: examples/quadratic, {budget:g} s experiment, {window:g} s window after "
           f"{warmup:g} s warm-up; {platform.node()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}")
     print("| workers | trials in window | trials/hour | ratio to 1 worker | ideal | efficiency "
-          "| coordinator ms/result (median, p90) |")
-    print("|---|---|---|---|---|---|---|")
+          "| worker time in trials | coordinator ms/result (median, p90) |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         ratio = row["per_hour"] / rows[0]["per_hour"]
         ms = row["report_ms"]
         print(f"| {row['workers']} | {row['trials']} | {row['per_hour']:.0f} | {ratio:.2f}x "
-              f"| {row['workers']}x | {ratio / row['workers']:.0%} "
+              f"| {row['workers']}x | {ratio / row['workers']:.0%} | {row['duty']:.0%} "
               f"| {ms['median']:.1f}, {ms['p90']:.1f} |")
 
 

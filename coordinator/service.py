@@ -172,8 +172,9 @@ class Coordinator:
         if choice.action == "wait":
             return WorkUnit("wait", best, wait_s=choice.wait_s)
         if choice.action == "propose":
+            avoid = frozenset(self.state.tried.get(best, set()) | {self.state.best.tree})
             return WorkUnit("propose", best, commit=best, bundle=self._bundle(best, have),
-                            recent=decide.recent_trials(self.state))
+                            recent=decide.recent_trials(self.state), avoid=avoid)
         trial_id = self._start_trial(worker_id, choice)
         return WorkUnit("evaluate", best, trial_id=trial_id, kind=choice.kind, commit=choice.commit,
                         bundle=self._bundle(choice.commit, have))
@@ -186,7 +187,7 @@ class Coordinator:
                 return trial_id, None  # a retry after the coordinator restarted mid-call
         if self.stop_reason() or self._budget_spent():
             return None, "stop"
-        duplicate = ((info.parent, info.tree) in self.state.tried
+        duplicate = (info.tree in self.state.tried.get(info.parent, ())
                      or info.tree == self.state.tree_of.get(info.parent))
         trial_id = self.state.next_trial_id()
         self._record({"event": "trial_started", "trial": trial_id, "kind": "candidate",

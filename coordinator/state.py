@@ -65,7 +65,7 @@ class SwarmState:
     unjudged: set[str] = field(default_factory=set)  # finished ok candidates without a verdict
     awaiting: list[str] = field(default_factory=list)  # promising trials waiting for confirmation
     rebase_queue: list[dict[str, Any]] = field(default_factory=list)  # clean picks to evaluate
-    tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, patch_id)
+    tried: dict[str, set[str]] = field(default_factory=dict)  # parent -> trees tried on it
     sessions: list[str] = field(default_factory=list)
     run_info: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0  # trials that ran or will run an experiment
@@ -101,7 +101,7 @@ class SwarmState:
         self.evaluations += 1
         self.cost_usd += trial.cost_usd
         if trial.patch_id:
-            self.tried.add((trial.parent, trial.patch_id))
+            self.tried.setdefault(trial.parent, set()).add(trial.patch_id)
         if trial.kind == "candidate" and trial.of:
             self.rebase_queue = [r for r in self.rebase_queue if r["commit"] != trial.commit]
 

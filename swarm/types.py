@@ -32,6 +32,7 @@ class WorkUnit:
     commit: str | None = None  # 'evaluate': the commit to run; 'propose': the parent
     bundle: bytes | None = None  # git objects the worker may lack; None when it has them all
     recent: list[dict] = field(default_factory=list)  # trial digest for proposers
+    avoid: frozenset[str] = frozenset()  # 'propose': trees already tried on the parent
     wait_s: float = 0.0
 
 

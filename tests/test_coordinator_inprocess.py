@@ -792,3 +792,59 @@ def test_a_proposer_that_always_fails_does_not_spin(tmp_path: Path) -> None:
     failures = events(tmp_path / "run", "proposal_failed")
     # ~2 s of a proposer that cannot propose: a handful of fsync'd events, not thousands
     assert len(failures) <= 10, f"{len(failures)} proposal_failed events in 2 s"
+
+
+# -- the next proposal is prepared while the current trial runs ---------------------------------
+
+
+class Watching:
+    """A mutate proposer that notes whether an experiment was running when it was asked."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag, self.during_trial = flag, []
+        self.inner = MutateProposer(seed=3)
+
+    def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
+        self.during_trial.append(self.flag.exists())
+        return self.inner.propose(context)
+
+
+def test_the_next_proposal_is_prepared_while_the_current_trial_runs(tmp_path: Path) -> None:
+    flag = tmp_path / "experiment-running"
+    run = f"touch {flag} && python train.py; status=$?; rm -f {flag}; exit $status"
+    config = quadratic_config({"target.run": run, "target.budget_s": 0.3,
+                               "stop.max_trials": 8, "acceptance.baseline_runs": 1})
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+    proposer = Watching(flag)
+    run_workers(coordinator, tmp_path / "workers", [proposer])
+    coordinator.close()
+    # Even the first proposal overlaps a trial (the baseline run); only a prepared proposal that
+    # conflicts with a newer best is redone between trials.
+    overlapped = sum(proposer.during_trial)
+    assert overlapped >= 5 and overlapped >= len(proposer.during_trial) - 2, proposer.during_trial
+
+
+class HalvesC:
+    """Always proposes halving C: on an unchanged parent its second idea repeats its first."""
+
+    def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
+        text = context.files["train.py"]
+        line = next(l for l in text.splitlines() if l.startswith("C = "))
+        old = float(line.split("=")[1])
+        return Proposal({"train.py": text.replace(line, f"C = {old / 2}")}, f"C {old} -> {old / 2}")
+
+
+def test_a_repeated_change_is_not_announced_but_grown_into_a_new_one(tmp_path: Path) -> None:
+    config = quadratic_config({"stop.max_trials": 14, "acceptance.confirm_runs": 0})
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+    run_workers(coordinator, tmp_path / "workers", [HalvesC()])
+    coordinator.close()
+    finished = events(tmp_path / "run", "trial_finished")
+    assert [e for e in finished if e["status"] == "duplicate"] == []
+    hypotheses = [e["hypothesis"] for e in events(tmp_path / "run", "trial_started")
+                  if e["kind"] == "candidate"]
+    # C=0.5 and C=0.25 (the optimum) are kept; C=0.125 is worse by 0.031 (accepting it would
+    # take a 3-sigma fluke past the 2-sigma margin). The next idea on C=0.25 would be C=0.125
+    # again, so it grows into C=0.0625 instead of being announced as a duplicate.
+    assert hypotheses[:4] == ["C 1.0 -> 0.5", "C 0.5 -> 0.25", "C 0.25 -> 0.125",
+                              "C 0.25 -> 0.125; C 0.125 -> 0.0625"]

@@ -102,7 +102,7 @@ def test_trial_started_records_trial_in_flight() -> None:
     assert state.trials["00001"] == TrialRecord(
         id="00001", kind="candidate", worker="w1", commit="c1", tree="t1", parent="c0",
         session="s1", hypothesis="h1", patch_id="p1", cost_usd=0.25)
-    assert (state.inflight, state.tried, state.cost_usd) == ({"00001": "w1"}, {("c0", "p1")}, 0.25)
+    assert (state.inflight, state.tried, state.cost_usd) == ({"00001": "w1"}, {"c0": {"p1"}}, 0.25)
 
 
 def test_trial_finished_records_result() -> None:

@@ -23,7 +23,11 @@ from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
 from workers.judging import classify_run, readonly_violation, scope_violation
 from workers.workspace import Workspace
 
-__all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class"]
+__all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMPTS"]
+
+# A proposal that repeats a change already tried on its parent is not announced (it would be
+# refused as a duplicate); the proposer is asked again on top of it, a bigger step each time.
+PROPOSAL_ATTEMPTS = 6
 
 
 class CoordinatorClient(Protocol):
@@ -66,6 +70,7 @@ class WorkerLoop:
         self.where = {"hardware": hardware_class(), "host": platform.node(), **(where or {})}
         self.have: str | None = None  # the newest best this clone holds
         self.recent: list[dict] = []
+        self.avoid: frozenset[str] = frozenset()  # trees already tried on `have`
         self.prepared: Future[Candidate | ProposalFailure] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
@@ -89,6 +94,7 @@ class WorkerLoop:
             time.sleep(unit.wait_s)
             return 0
         if unit.action == "propose":
+            self.avoid = unit.avoid
             return self._propose_and_run(unit.commit)
         self.client.report(self._evaluate(unit.trial_id, unit.commit, kind=unit.kind))
         return 1
@@ -96,7 +102,7 @@ class WorkerLoop:
     # -- proposing ------------------------------------------------------------------------
 
     def _propose_and_run(self, parent: str) -> int:
-        candidate = self._take_prepared(parent) or self._propose(parent)
+        candidate = self._take_prepared(parent) or self._propose(parent, self.avoid)
         if isinstance(candidate, ProposalFailure):
             self.client.proposal_failed(self.id, candidate.reason, candidate.cost_usd)
             return 0
@@ -116,23 +122,37 @@ class WorkerLoop:
         if self.prepared is None:
             return None
         candidate, self.prepared = self.prepared.result(), None
-        if isinstance(candidate, ProposalFailure) or candidate.parent == parent:
+        if isinstance(candidate, ProposalFailure):
             return candidate
-        moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
-        if moved is None:
-            return None  # it conflicts with the new best: propose afresh
-        return Candidate(parent, moved[0], moved[1], candidate.proposal)
+        if candidate.parent != parent:
+            moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
+            if moved is None:
+                return None  # it conflicts with the new best: propose afresh
+            candidate = Candidate(parent, moved[0], moved[1], candidate.proposal)
+        return None if candidate.tree in self.avoid else candidate
 
-    def _propose(self, parent: str) -> Candidate | ProposalFailure:
+    def _propose(self, parent: str, avoid: frozenset[str]) -> Candidate | ProposalFailure:
+        """One candidate on `parent` that is not in `avoid`, asking the proposer up to
+        PROPOSAL_ATTEMPTS times; each retry builds on the repeated change."""
         checkout = self.space.start_proposal(parent)
-        context = ProposalContext(program=self.space.read_text(self.config.program),
-                                  files=self.space.read_files(self.config.target.editable),
-                                  recent=list(self.recent), checkout=checkout)
-        proposal = self.proposer.propose(context)
-        if isinstance(proposal, ProposalFailure):
-            return proposal
-        commit, tree = self.space.commit_proposal(proposal.files, proposal.hypothesis)
-        return Candidate(parent, commit, tree, proposal)
+        program = self.space.read_text(self.config.program)
+        spent = Proposal({}, "")
+        for _attempt in range(PROPOSAL_ATTEMPTS):
+            context = ProposalContext(program=program, recent=list(self.recent), checkout=checkout,
+                                      files=self.space.read_files(self.config.target.editable))
+            proposal = self.proposer.propose(context)
+            spent = _add_costs(spent, proposal)
+            if isinstance(proposal, ProposalFailure):
+                return ProposalFailure(proposal.reason, spent.tokens_in, spent.tokens_out,
+                                       spent.cost_usd)
+            hypothesis = "; ".join(h for h in (spent.hypothesis, proposal.hypothesis) if h)
+            spent = Proposal({}, hypothesis, spent.tokens_in, spent.tokens_out, spent.cost_usd)
+            commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
+            if tree not in avoid:
+                return Candidate(parent, commit, tree, spent)
+        return ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
+                               "tried on this parent", spent.tokens_in, spent.tokens_out,
+                               spent.cost_usd)
 
     # -- evaluating -----------------------------------------------------------------------
 
@@ -142,8 +162,8 @@ class WorkerLoop:
         if refusal:
             return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
                                 hardware=self.where["hardware"])
-        if self.have and self.prepared is None:
-            self.prepared = self._pool.submit(self._propose, self.have)  # overlaps with the run
+        if self.have and self.prepared is None:  # prepared while the experiment runs
+            self.prepared = self._pool.submit(self._propose, self.have, self.avoid)
         status, metric, metrics, reason, seconds, log = self._run_experiment(trial_id)
         tampered = readonly_violation(self.readonly_hashes, self._readonly_now())
         if tampered and status == "ok":
@@ -187,3 +207,8 @@ class WorkerLoop:
             "HOME": str(self.space.home), "PATH": path, "PYTHONUNBUFFERED": "1",
             "SWARM_BUDGET_S": f"{self.config.target.budget_s:g}", "SWARM_TRIAL_ID": trial_id,
             "SWARM_WORKER_ID": self.id})
+
+
+def _add_costs(total: Proposal, more: Proposal | ProposalFailure) -> Proposal:
+    return Proposal(total.files, total.hypothesis, total.tokens_in + more.tokens_in,
+                    total.tokens_out + more.tokens_out, total.cost_usd + more.cost_usd)

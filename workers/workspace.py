@@ -55,6 +55,20 @@ class Workspace:
             target.write_text(text)
         return gitops.commit_all(self._proposal_repo, message)
 
+    def commit_on(self, parent: str, files: dict[str, str], message: str) -> tuple[str, str]:
+        """Writes files into the proposal worktree and commits its whole state on `parent`.
+
+        HEAD stays at `parent`, so a retry can add to the same working tree and still yield a
+        one-parent commit (the coordinator cherry-picks against that parent).
+        """
+        for path, text in files.items():
+            target = self.scratch / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        self._proposal_repo.git.add("--all")
+        tree = self._proposal_repo.git.write_tree()
+        return gitops.commit_tree(self.repo, tree, parent, message), tree
+
     def commit_worktree(self, message: str) -> tuple[str, str]:
         """Commits whatever a proposer changed in the proposal worktree in place: (commit, tree)."""
         return gitops.commit_all(self._proposal_repo, message)
