@@ -17,8 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,ml]'
 	touch $@
 
+# A new run directory each time: `make run` twice starts two runs (resume one with
+# `swarm run configs/quadratic.yaml --run-dir runs/<that dir> --resume`).
+RUN_DIR ?= runs/quadratic-$(shell date +%Y%m%d-%H%M%S)
+
 run: setup
-	$(BIN)/swarm run configs/quadratic.yaml --workers 4 --max-trials 40
+	$(BIN)/swarm run configs/quadratic.yaml --workers 4 --max-trials 40 --run-dir $(RUN_DIR)
 
 test: setup
 	$(BIN)/pytest -q

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from swarm.launch import RunOptions, resolve_target_repo, run_swarm  # ray loads only here
+    from swarm.launch import RunOptions, connect, resolve_target_repo, run_swarm  # ray loads here
 
     overrides = {"workers.count": args.workers, "stop.max_trials": args.max_trials,
                  "stop.hours": args.hours, "proposer.kind": args.proposer}
@@ -57,12 +57,13 @@ def _run(args: argparse.Namespace) -> int:
     _check_run_dir(run_dir, args.resume)
     _log_to(run_dir)
     console = Console()
+    connect(args.address, config)  # before the live display, so Ray's start-up lines stay above it
     options = RunOptions(config, run_dir, resume=args.resume, address=args.address)
     if args.no_progress or not console.is_terminal:
         options.on_status = _printer(console)
         final = run_swarm(options)
     else:
-        with Live(render_status({}), console=console, refresh_per_second=2) as live:
+        with Live(render_status({}), console=console, refresh_per_second=2, transient=True) as live:
             options.on_status = lambda status: live.update(render_status(status))
             final = run_swarm(options)
     console.print(render_status(final))

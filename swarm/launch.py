@@ -22,6 +22,7 @@ from workers.actor import WorkerActor
 
 __all__ = [
     "RunOptions", "CoordinatorLost", "run_swarm", "resolve_target_repo", "coordinator_name",
+    "connect",
 ]
 
 log = logging.getLogger("swarm.driver")
@@ -45,7 +46,7 @@ class RunOptions:
 def run_swarm(options: RunOptions) -> dict[str, Any]:
     """Runs until a stopping rule holds (or Ctrl-C twice); returns the final status."""
     config, run_dir = options.config, options.run_dir.resolve()
-    _connect(options.address, config)
+    connect(options.address, config)
     session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     coordinator = _start_coordinator(config, run_dir, session, options.resume)
     pool = _WorkerPool(config, coordinator, f"{config.name}-{session}")
@@ -71,7 +72,8 @@ def resolve_target_repo(config: SwarmConfig, config_path: Path) -> SwarmConfig:
 
 # -- connecting and starting ------------------------------------------------------------------
 
-def _connect(address: str | None, config: SwarmConfig) -> None:
+def connect(address: str | None, config: SwarmConfig) -> None:
+    """Joins `address`, or starts a local Ray instance sized for the workers; no-op if connected."""
     if ray.is_initialized():
         return
     if address:
