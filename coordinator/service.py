@@ -24,6 +24,7 @@ from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import Ledger, read_events
 from swarm.policy import mean
+from swarm.scope import matching_paths, scope_violation
 from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
 
 __all__ = ["Coordinator"]
@@ -111,7 +112,7 @@ class Coordinator:
         self.repo = gitops.import_target(self.config.target.repo, repo_dir)
         commit = self.repo.head.commit.hexsha
         files = self.repo.git.ls_files().splitlines()
-        readonly = gitops.matching_paths(files, self.config.target.readonly)
+        readonly = matching_paths(files, self.config.target.readonly)
         self._record({"event": "run_started", "commit": commit,
                       "tree": gitops.tree_of(self.repo, commit),
                       "readonly_hashes": gitops.file_hashes(repo_dir, readonly),
@@ -311,12 +312,8 @@ class Coordinator:
     def _recheck_scope(self, parent: str, commit: str, status: str, reason: str) -> tuple[str, str]:
         # The worker checked already; the coordinator does not take its word for it.
         changed = gitops.changed_paths(self.repo, parent, commit)
-        target = self.config.target
-        outside = [p for p in changed if not gitops.matching_paths([p], target.editable)
-                   or gitops.matching_paths([p], target.readonly)]
-        if outside:
-            return "out_of_scope", f"changes paths agents may not edit: {', '.join(outside[:5])}"
-        return status, reason
+        violation = scope_violation(changed, self.config.target.editable, self.config.target.readonly)
+        return ("out_of_scope", violation) if violation else (status, reason)
 
     def _bundle(self, commit: str, have: str | None) -> bytes | None:
         return gitops.make_bundle(self.repo, commit, [have] if have else [])

@@ -5,7 +5,6 @@ Commits travel between processes as bundles (bytes), so no shared file system is
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from swarm.errors import GitError
 __all__ = [
     "BEST_BRANCH", "open_repo", "init_repo", "import_target", "commit_all", "tree_of",
     "changed_paths", "make_bundle", "read_bundle", "cherry_pick", "commit_tree", "set_ref",
-    "has_commit", "is_ancestor", "matching_paths", "file_hashes", "trial_ref",
+    "has_commit", "is_ancestor", "file_hashes", "trial_ref",
 ]
 
 BEST_BRANCH = "swarm/best"
@@ -146,11 +145,6 @@ def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
         return True
     except git.GitCommandError:
         return False
-
-
-def matching_paths(paths: list[str], globs: list[str]) -> list[str]:
-    """Paths that match any glob; '*' crosses directories, as in .gitignore-less fnmatch."""
-    return [p for p in paths if any(fnmatch.fnmatchcase(p, g) for g in globs)]
 
 
 def file_hashes(root: Path, paths: list[str]) -> dict[str, str]:

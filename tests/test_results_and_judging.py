@@ -10,7 +10,8 @@ import pytest
 from coordinator.results import result_status, results_rows, write_results
 from coordinator.state import SwarmState, TrialRecord
 from swarm.sandbox import SandboxResult
-from workers.judging import classify_run, readonly_violation, scope_violation
+from swarm.scope import matching_paths, readonly_violation, scope_violation
+from workers.judging import classify_run
 
 
 def trial(kind: str = "candidate", status: str | None = "ok", verdict: str | None = None,
@@ -224,3 +225,14 @@ def test_nan_metric_is_no_metric() -> None:
 def test_metric_before_the_last_block_does_not_count() -> None:
     assert classify_run(run_result("---\nscore: 0.1\n---\nloss: 2.0\n"), "score")[:2] == (
         "no_metric", None)
+
+
+def test_matching_paths_globs_cross_directories() -> None:
+    paths = ["train.py", "prepare.py", "sub/model.py", "sub/deep/x.py", "data.txt", "sub/notes.md"]
+    assert matching_paths(paths, ["*.py"]) == ["train.py", "prepare.py", "sub/model.py", "sub/deep/x.py"]
+    assert matching_paths(paths, ["sub/*"]) == ["sub/model.py", "sub/deep/x.py", "sub/notes.md"]
+    assert matching_paths(paths, ["prepare.py"]) == ["prepare.py"]
+    assert matching_paths(paths, ["train.py", "*.md"]) == ["train.py", "sub/notes.md"]
+    assert matching_paths(paths, ["Train.py"]) == []  # case-sensitive
+    assert matching_paths(paths, ["t?ain.py", "data.[tx]xt"]) == ["train.py", "data.txt"]
+    assert matching_paths(paths, []) == []

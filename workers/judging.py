@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from swarm.gitops import matching_paths
 from swarm.sandbox import SandboxResult
 from swarm.summary import metric_value, numeric_metrics, parse_summary
 
-__all__ = ["scope_violation", "readonly_violation", "classify_run"]
-
-
-def scope_violation(changed: list[str], editable: list[str], readonly: list[str]) -> str | None:
-    """Why a change may not run (it touches a path outside `editable`, or a readonly one), or None."""
-    outside = [p for p in changed if not matching_paths([p], editable) or matching_paths([p], readonly)]
-    if not outside:
-        return None
-    return f"changes paths agents may not edit: {', '.join(outside[:5])}"
-
-
-def readonly_violation(recorded: dict[str, str], actual: dict[str, str]) -> str | None:
-    """Names the first readonly file whose hash differs from the one recorded at run start."""
-    for path, digest in sorted(recorded.items()):
-        if actual.get(path) != digest:
-            return f"readonly file {path} differs from its recorded hash"
-    return None
+__all__ = ["classify_run"]
 
 
 def classify_run(result: SandboxResult, metric_name: str) -> tuple[str, float | None, dict[str, float], str]:

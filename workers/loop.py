@@ -20,7 +20,8 @@ from swarm.config import SwarmConfig
 from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 from swarm.sandbox import run_sandboxed, scrubbed_env
 from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
-from workers.judging import classify_run, readonly_violation, scope_violation
+from swarm.scope import readonly_violation, scope_violation
+from workers.judging import classify_run
 from workers.workspace import Workspace
 
 __all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMPTS"]

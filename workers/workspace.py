@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swarm import gitops
+from swarm.scope import matching_paths
 
 __all__ = ["Workspace"]
 
@@ -84,7 +85,7 @@ class Workspace:
         """Text of the proposal worktree's tracked files that match `globs`."""
         tracked = self._proposal_repo.git.ls_files().splitlines()
         return {p: (self.scratch / p).read_text(errors="replace")
-                for p in gitops.matching_paths(tracked, globs)}
+                for p in matching_paths(tracked, globs)}
 
     def read_text(self, path: str) -> str:
         file = self.scratch / path
