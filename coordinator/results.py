@@ -23,14 +23,15 @@ def result_status(trial: TrialRecord) -> str:
 
 
 def results_rows(state: SwarmState, metric_name: str) -> list[list[str]]:
-    rows = [["trial", "commit", metric_name, "memory_gb", "status", "worker", "description"]]
+    # autoresearch's five columns first and in its order, so its scripts read this file as is.
+    rows = [["commit", metric_name, "memory_gb", "status", "description", "trial", "worker"]]
     for trial in state.trials.values():
         if trial.status is None:
             continue
         metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
         memory = trial.metrics.get("peak_vram_mb", 0.0) / 1024
-        rows.append([trial.id, trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
-                     trial.worker, _description(trial)])
+        rows.append([trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
+                     _description(trial), trial.id, trial.worker])
     return rows
 
 

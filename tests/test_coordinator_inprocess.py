@@ -34,7 +34,7 @@ from workers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 QUADRATIC = ROOT / "examples" / "quadratic"
-RESULTS_HEADER = "trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription"
+RESULTS_HEADER = "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker"
 JOIN_S = 30.0
 
 
@@ -209,12 +209,12 @@ def test_e2e_results_tsv_has_one_row_per_finished_trial(quadratic_run: FinishedR
     header, *rows = quadratic_run.results
     assert "\t".join(header) == RESULTS_HEADER
     assert all(len(row) == 7 for row in rows)
-    assert [row[0] for row in rows] == sorted(t.id for t in state.trials.values() if t.status)
-    for trial_id, commit, score, memory, status, worker, _ in rows:
+    assert [row[5] for row in rows] == sorted(t.id for t in state.trials.values() if t.status)
+    for commit, score, memory, status, _, trial_id, worker in rows:
         trial = state.trials[trial_id]
         assert (commit, status, worker, memory) == (trial.commit[:7], result_status(trial), trial.worker, "0.0")
         assert score == (f"{trial.metric:.6f}" if trial.metric is not None else "0.000000")
-    assert {row[4] for row in rows} >= {"baseline", "confirm", "keep"}
+    assert {row[3] for row in rows} >= {"baseline", "confirm", "keep"}
 
 
 def test_e2e_logs_of_evaluated_trials_end_with_the_result_block(quadratic_run: FinishedRun) -> None:
@@ -456,7 +456,7 @@ def test_asking_for_work_with_a_trial_in_flight_loses_that_trial(driver: Driver)
 def test_a_trial_lost_on_next_work_is_in_results_tsv_at_once(driver: Driver) -> None:
     first = driver.coord.next_work("w1", None)
     driver.coord.next_work("w1", None)
-    assert [row[0] for row in results_lines(driver.run_dir)[1:]] == [first.trial_id]
+    assert [row[5] for row in results_lines(driver.run_dir)[1:]] == [first.trial_id]
 
 
 def test_worker_lost_requeues_its_confirmation_for_the_next_worker(driver: Driver) -> None:
@@ -494,8 +494,8 @@ def test_the_same_change_on_the_same_parent_is_refused_as_duplicate(driver: Driv
     assert driver.finished(second)[0]["reason"] == "the same change was already tried on this parent"
     assert driver.coord.state.evaluations == 1  # a duplicate costs no evaluation
     assert driver.coord.state.inflight == {first: "w1"}
-    assert results_lines(driver.run_dir)[-1][:1] + results_lines(driver.run_dir)[-1][4:6] == \
-        [second, "duplicate", "w2"]
+    last = results_lines(driver.run_dir)[-1]
+    assert [last[5], last[3], last[6]] == [second, "duplicate", "w2"]
 
 
 def test_begin_candidate_retried_by_its_worker_gives_the_same_trial(driver: Driver) -> None:
@@ -647,7 +647,7 @@ def test_statuses_are_data_and_the_run_goes_on(tmp_path: Path) -> None:
     assert 0.9 < candidates[1].seconds < 10
     assert "sleeping past the timeout" in (tmp_path / "run" / "logs" / f"{candidates[1].id}.log").read_text()
     assert state.evaluations == 1 + len(modes) and state.inflight == {}
-    statuses = [row[4] for row in results_lines(tmp_path / "run")[1:]]
+    statuses = [row[3] for row in results_lines(tmp_path / "run")[1:]]
     assert statuses == ["baseline", "crash", "timeout", "no_metric", "no_metric", "guard_failed", "keep"]
 
 
@@ -709,7 +709,7 @@ def test_a_stale_winner_that_merges_cleanly_is_rebased_and_queued(driver: Driver
     assert repo.commit(f"refs/swarm/rebased/{b}").hexsha == rebased
     assert [q["commit"] for q in state.rebase_queue] == [rebased]
     assert state.best.commit == best.commit  # not accepted before it is evaluated on the new base
-    assert dict((r[0], r[4]) for r in results_lines(driver.run_dir)[1:])[b] == "rebased"
+    assert dict((r[5], r[3]) for r in results_lines(driver.run_dir)[1:])[b] == "rebased"
 
     # re-evaluated on the new base first, ahead of new proposals; a lost re-run is owed again
     unit = driver.coord.next_work("w2", None)
@@ -738,7 +738,7 @@ def test_a_stale_winner_that_conflicts_is_stale_conflict(driver: Driver) -> None
     assert verdict["reason"] == f"conflicts with best {state.best.commit[:7]}"
     assert state.rebase_queue == [] and state.awaiting == []
     assert state.best.tree == info_a.tree
-    assert dict((r[0], r[4]) for r in results_lines(driver.run_dir)[1:])[b] == "stale_conflict"
+    assert dict((r[5], r[3]) for r in results_lines(driver.run_dir)[1:])[b] == "stale_conflict"
     merge = driver.run_dir / ".merge"
     assert gitops.open_repo(merge).git.status("--porcelain") == ""
     assert driver.coord.next_work("w2", None).action == "propose"

@@ -95,22 +95,22 @@ EVENTS = [
 
 def test_results_rows_header_uses_the_metric_name() -> None:
     assert results_rows(replay(EVENTS[:2]), "val_bpb") == [
-        ["trial", "commit", "val_bpb", "memory_gb", "status", "worker", "description"]]
+        ["commit", "val_bpb", "memory_gb", "status", "description", "trial", "worker"]]
 
 
 def test_results_rows_content() -> None:
     state = replay(EVENTS + [{"event": "trial_finished", "trial": "00005", "status": "lost"}])
     assert results_rows(state, "val_bpb")[1:] == [
-        ["00001", "c0ffee0", "0.997900", "44.0", "baseline", "w0", "baseline run of best"],
-        ["00002", "abcdef0", "0.000000", "0.0", "crash", "w1", "double the LR"],
-        ["00003", "1234567", "0.980000", "1.0", "rebased", "w0", "warmup 5%"],
-        ["00004", "1234567", "0.981000", "0.0", "confirm", "w1", "confirm 00003: warmup 5%"],
-        ["00005", "9999999", "0.000000", "0.0", "lost", "w0", "warmup 5% (rebased from 00003)"],
+        ["c0ffee0", "0.997900", "44.0", "baseline", "baseline run of best", "00001", "w0"],
+        ["abcdef0", "0.000000", "0.0", "crash", "double the LR", "00002", "w1"],
+        ["1234567", "0.980000", "1.0", "rebased", "warmup 5%", "00003", "w0"],
+        ["1234567", "0.981000", "0.0", "confirm", "confirm 00003: warmup 5%", "00004", "w1"],
+        ["9999999", "0.000000", "0.0", "lost", "warmup 5% (rebased from 00003)", "00005", "w0"],
     ]
 
 
 def test_results_rows_leave_out_trials_in_flight() -> None:
-    assert [row[0] for row in results_rows(replay(EVENTS), "val_bpb")[1:]] == [
+    assert [row[5] for row in results_rows(replay(EVENTS), "val_bpb")[1:]] == [
         "00001", "00002", "00003", "00004"]
 
 
@@ -135,8 +135,8 @@ def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
     events[2] = dict(events[2], hypothesis="multi\nline\thypothesis")
     write_results(path, results_rows(replay(events), "score"))
     assert path.read_text() == (
-        "trial\tcommit\tscore\tmemory_gb\tstatus\tworker\tdescription\n"
-        "00001\tc0ffee0\t1.000000\t0.0\tbaseline\tw0\tmulti line hypothesis\n")
+        "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\n"
+        "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis\t00001\tw0\n")
 
 
 # -- scope_violation / readonly_violation ------------------------------------------------

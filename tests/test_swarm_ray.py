@@ -95,8 +95,8 @@ def test_three_workers_improve_best_and_record_every_trial_once(local_ray, tmp_p
     workers = {e["worker"] for e in events(run_dir) if e["event"] == "trial_started"}
     assert workers == {"w0", "w1", "w2"}
     rows = (run_dir / "results.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["trial", "commit", "score", "memory_gb", "status", "worker",
-                                   "description"]
+    assert rows[0].split("\t") == ["commit", "score", "memory_gb", "status", "description",
+                                   "trial", "worker"]
     assert len(rows) - 1 == sum(statuses.values())
     assert (run_dir / "repo" / "train.py").read_text() != (ROOT / "examples/quadratic/train.py").read_text()
 
