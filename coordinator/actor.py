@@ -55,6 +55,9 @@ class CoordinatorActor:
     def request_stop(self) -> None:
         self._service.request_stop()
 
+    def set_live(self, worker_ids: list[str]) -> None:
+        self._service.set_live(worker_ids)
+
     def status(self) -> dict[str, Any]:
         return self._service.status()
 

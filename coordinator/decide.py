@@ -44,7 +44,7 @@ class Judgement:
 
 
 def assign(state: SwarmState, worker: str, live: set[str], acceptance: AcceptanceSpec,
-           stopping: str | None, winding_down: bool = False) -> Assignment:
+           stopping: str | None, winding_down: bool = False, now: float = 0.0) -> Assignment:
     """Confirmations and rebased winners first, then noise baselines, then a new proposal.
 
     Winding down (the trial budget is spent) still finishes owed work: the confirmations and
@@ -53,19 +53,28 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
     if stopping:
         return Assignment("stop")
     owed = (_confirmation(state, worker, live, acceptance.confirm_runs)
-            or _rebased_winner(state))
+            or _rebased_winner(state)
+            or (_baseline(state, acceptance.baseline_runs) if _judgements_wait_for_best(state)
+                else None))
     if owed or winding_down:
         return owed or Assignment("stop")
     return (_baseline(state, acceptance.baseline_runs)
-            or _backoff(state, worker)
+            or _backoff(state, worker, now)
             or Assignment("propose", commit=state.best.commit, parent=state.best.commit))
 
 
-def _backoff(state: SwarmState, worker: str) -> Assignment | None:
+def _judgements_wait_for_best(state: SwarmState) -> bool:
+    # Finished candidates cannot be judged until best's baselines are in: those are owed too.
+    return any(state.trials[t].parent == state.best.commit for t in state.unjudged)
+
+
+def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
+    """A wait until the worker's back-off after its last refusal is over, else None."""
     streak = state.refusal_streak.get(worker, 0)
     if streak < FREE_REFUSALS:
         return None
-    return Assignment("wait", wait_s=min(0.5 * 2 ** (streak - FREE_REFUSALS), 30.0))
+    until = state.refused_at.get(worker, 0.0) + min(0.5 * 2 ** (streak - FREE_REFUSALS), 30.0)
+    return Assignment("wait", wait_s=round(until - now, 3)) if now < until else None
 
 
 def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -> Assignment | None:
@@ -125,7 +134,8 @@ def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec, directi
     for trial_id in sorted(state.unjudged):
         trial = state.trials[trial_id]
         found.append(_judge(state, trial, [trial.metric], direction, required,
-                            success="accept" if acceptance.confirm_runs == 0 else "promising"))
+                            success="accept" if acceptance.confirm_runs == 0 else "promising",
+                            baseline_runs=acceptance.baseline_runs))
     return found
 
 
@@ -146,15 +156,19 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
             continue
         metrics = [trial.metric] + [r.metric for r in runs]
         found.append(_judge(state, trial, metrics, direction, required, success="accept",
-                            failure="unconfirmed"))
+                            failure="unconfirmed", baseline_runs=acceptance.baseline_runs))
     return found
 
 
 def _judge(state: SwarmState, trial: TrialRecord, metrics: list[float | None], direction: Direction,
-           required: float, success: str, failure: str = "discard") -> Judgement | None:
+           required: float, success: str, failure: str = "discard",
+           baseline_runs: int = 1) -> Judgement | None:
     reference_runs = state.reference_samples(trial.parent)
-    if not reference_runs:
-        return None  # the parent's baseline has not finished yet: judge later
+    # Judge against best only once its noise baselines are in (the margin depends on them);
+    # an older parent gets no more runs, so what it has must do.
+    wanted = baseline_runs if trial.parent == state.best.commit else 1
+    if len(reference_runs) < wanted:
+        return None
     reference = mean(reference_runs)
     gain = improvement(mean([m for m in metrics if m is not None]), reference, direction)
     verdict = success if gain > required else failure

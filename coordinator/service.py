@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
+import shutil
 import time
 from collections import deque
 from pathlib import Path
@@ -47,13 +49,29 @@ class Coordinator:
 
     def _open(self, resume: bool) -> None:
         self._lock_run_dir()
+        fresh = not (self.run_dir / "ledger.jsonl").exists()
         try:
+            self._clear_stale_git_locks()
             self._load(resume)
-        except BaseException:
-            self._lock.close()  # a refused open must not keep the run directory
+        except BaseException as exc:
             if getattr(self, "ledger", None):
                 self.ledger.close()
+            if fresh:  # a run that never started leaves nothing that blocks the next try
+                (self.run_dir / "ledger.jsonl").unlink(missing_ok=True)
+                shutil.rmtree(self.run_dir / "repo", ignore_errors=True)
+            self._lock.close()  # a refused open must not keep the run directory
+            if isinstance(exc, git.GitCommandError):
+                raise RunDirError(f"{self.run_dir}: git failed while opening the run: "
+                                  f"{' '.join(str(exc).split())[:300]}") from None
             raise
+
+    def _clear_stale_git_locks(self) -> None:
+        # We hold the run-dir lock, so no git process of ours is running here: any *.lock
+        # file is left over from a crash and would make every git call fail.
+        git_dir = self.run_dir / "repo" / ".git"
+        if git_dir.is_dir():
+            for stale in git_dir.rglob("*.lock"):
+                stale.unlink(missing_ok=True)
 
     def _load(self, resume: bool) -> None:
         ledger_path = self.run_dir / "ledger.jsonl"
@@ -80,7 +98,7 @@ class Coordinator:
             self._create_run()
         if not restarted:
             self._record({"event": "session_started", "session": self.session})
-            self._lose_orphans()
+        self._lose_orphans()  # also after a crash between session_started and this line
         self.session_start = self._session_start_time(events)
         self._sync_refs()
         self._merge_worktree = self._open_merge_worktree()
@@ -165,7 +183,8 @@ class Coordinator:
         if abandoned:
             self._write_results()
         choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,
-                               self.stop_reason(), winding_down=self._budget_spent() is not None)
+                               self.stop_reason(), winding_down=self._budget_spent() is not None,
+                               now=time.time())
         best = self.state.best.commit
         if choice.action == "stop":
             self.live.pop(worker_id, None)  # gone: owed confirmations must not wait for it
@@ -182,10 +201,9 @@ class Coordinator:
 
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
         """Registers a committed proposal: (trial id, None) to run it, or why it must not run."""
-        for trial_id in self.state.inflight_of(info.worker_id):
-            trial = self.state.trials[trial_id]
-            if (trial.kind, trial.parent, trial.tree) == ("candidate", info.parent, info.tree):
-                return trial_id, None  # a retry after the coordinator restarted mid-call
+        retried = self._same_announcement(info)
+        if retried:
+            return retried  # a retry after the coordinator restarted mid-call
         if self.stop_reason() or self._budget_spent():
             return None, "stop"
         duplicate = (info.tree in self.state.tried.get(info.parent, ())
@@ -204,6 +222,17 @@ class Coordinator:
             return trial_id, "duplicate"
         return trial_id, None
 
+    def _same_announcement(self, info: CandidateInfo) -> tuple[str, str | None] | None:
+        mine = [t for t in self.state.trials.values()
+                if t.worker == info.worker_id and t.session == self.session]
+        last = mine[-1] if mine else None
+        if last and (last.kind, last.parent, last.tree) == ("candidate", info.parent, info.tree):
+            if last.status is None:
+                return last.id, None
+            if last.status == "duplicate":
+                return last.id, "duplicate"
+        return None
+
     def report(self, outcome: TrialOutcome) -> None:
         """Records a finished trial, then makes every verdict that it allows. Idempotent."""
         started = time.perf_counter()
@@ -212,9 +241,9 @@ class Coordinator:
 
     def _record_outcome(self, outcome: TrialOutcome) -> None:
         trial = self.state.trials.get(outcome.trial_id)
-        if trial is None or trial.status is not None:
-            return  # a retry of a report already recorded, or a trial already declared lost
-        status, reason = outcome.status, outcome.reason
+        if trial is None or trial.status is not None or trial.worker != outcome.worker_id:
+            return  # a retry of a report already recorded, a trial already lost, or not its own
+        status, reason = _checked_status(outcome)
         if outcome.bundle is not None:
             gitops.read_bundle(self.repo, outcome.bundle)
         if gitops.has_commit(self.repo, trial.commit):
@@ -335,6 +364,10 @@ class Coordinator:
 
     # -- what the driver shows ------------------------------------------------------------
 
+    def set_live(self, worker_ids: list[str]) -> None:
+        """The driver's list of running workers (a restarted coordinator forgot its own)."""
+        self.live = {w: self.live.get(w, {}) for w in worker_ids}
+
     def status(self) -> dict[str, Any]:
         from coordinator.summary import summarize
         reason = self.stop_reason() or self._budget_spent()
@@ -344,3 +377,16 @@ class Coordinator:
                                "p90": 1000 * handled[int(len(handled) * 0.9)],
                                "count": len(handled)} if handled else None
         return status
+
+
+_KNOWN_STATUSES = {"ok", "crash", "timeout", "out_of_scope", "guard_failed", "no_metric", "lost"}
+
+
+def _checked_status(outcome: TrialOutcome) -> tuple[str, str]:
+    """The worker's status, unless the report contradicts itself (a worker is not trusted)."""
+    if outcome.status not in _KNOWN_STATUSES:
+        return "crash", f"the worker reported an unknown status {outcome.status!r}"
+    metric = outcome.metric
+    if outcome.status == "ok" and not (isinstance(metric, (int, float)) and math.isfinite(metric)):
+        return "no_metric", f"reported ok without a finite metric ({metric!r})"
+    return outcome.status, outcome.reason

@@ -73,6 +73,7 @@ class SwarmState:
     # Proposals refused (failed, duplicate, out of scope) since the last evaluation: a proposer
     # that only ever fails must back off and, in the end, stop the run instead of spinning.
     refusal_streak: dict[str, int] = field(default_factory=dict)  # per worker
+    refused_at: dict[str, float] = field(default_factory=dict)  # per worker: the last refusal
     refusals_in_a_row: int = 0  # swarm-wide
     last_refusal: str = ""
     cost_usd: float = 0.0
@@ -92,6 +93,8 @@ class SwarmState:
 
     def _on_session_started(self, event: dict[str, Any]) -> None:
         self.sessions.append(event["session"])
+        # A new session may bring a fixed proposer, and its workers reuse the old ids.
+        self.refusal_streak, self.refused_at, self.refusals_in_a_row = {}, {}, 0
 
     def _on_trial_started(self, event: dict[str, Any]) -> None:
         fields = {k: v for k, v in event.items() if k in TrialRecord.__dataclass_fields__}
@@ -120,7 +123,8 @@ class SwarmState:
             self.refusal_streak[trial.worker] = 0
             self.refusals_in_a_row = 0
         elif trial.status in ("duplicate", "out_of_scope") and trial.kind == "candidate":
-            self._refused(trial.worker, f"{trial.status}: {event.get('reason', '')}")
+            self._refused(trial.worker, f"{trial.status}: {event.get('reason', '')}",
+                          event.get("ts", 0.0))
         if trial.status == "ok" and trial.metric is not None:
             self.samples.setdefault(trial.tree, []).append(trial.metric)
         if trial.kind == "candidate" and trial.status == "ok":
@@ -148,10 +152,12 @@ class SwarmState:
     def _on_proposal_failed(self, event: dict[str, Any]) -> None:
         self.proposal_failures += 1
         self.cost_usd += event.get("cost_usd", 0.0)
-        self._refused(event["worker"], f"proposal failed: {event.get('reason', '')}")
+        self._refused(event["worker"], f"proposal failed: {event.get('reason', '')}",
+                      event.get("ts", 0.0))
 
-    def _refused(self, worker: str, reason: str) -> None:
+    def _refused(self, worker: str, reason: str, when: float) -> None:
         self.refusal_streak[worker] = self.refusal_streak.get(worker, 0) + 1
+        self.refused_at[worker] = when
         self.refusals_in_a_row += 1
         self.last_refusal = reason
 

@@ -41,9 +41,15 @@ def init_repo(path: Path) -> git.Repo:
     path.mkdir(parents=True, exist_ok=True)
     repo = git.Repo.init(path, initial_branch=BEST_BRANCH)
     repo.git.update_environment(**_IDENTITY)
+    _configure(repo)
+    return repo
+
+
+def _configure(repo: git.Repo) -> None:
     with repo.config_writer() as config:
         config.set_value("gc", "auto", "0")  # thousands of trial refs: never pause for gc mid-run
-    return repo
+        # The ledger is fsync'd; the commits it names must survive a power loss as well.
+        config.set_value("core", "fsync", "committed")
 
 
 def import_target(source: str, dest: Path) -> git.Repo:
@@ -59,8 +65,7 @@ def import_target(source: str, dest: Path) -> git.Repo:
         raise GitError(f"target.repo '{source}': not a directory and git clone failed: "
                        f"{_last_line(exc)}") from None
     cloned.git.update_environment(**_IDENTITY)
-    with cloned.config_writer() as config:
-        config.set_value("gc", "auto", "0")
+    _configure(cloned)
     cloned.git.checkout("-B", BEST_BRANCH)
     return cloned
 

@@ -101,7 +101,10 @@ def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume:
     head = {"node:__internal_head__": 0.001}  # the run directory lives on the head node
     coordinator = CoordinatorActor.options(name=name, resources=head).remote(
         config, str(run_dir), session, resume)
-    error = ray.get(coordinator.ready.remote())
+    try:
+        error = ray.get(coordinator.ready.remote(), timeout=300)  # a big clone may take a while
+    except GetTimeoutError:
+        error = "the coordinator did not open the run directory within 300 s"
     if error:
         ray.kill(coordinator, no_restart=True)
         raise SwarmError(error)
@@ -141,6 +144,9 @@ class _WorkerPool:
                 ended.append((worker_id, exc))
         return ended
 
+    def worker_ids(self) -> list[str]:
+        return sorted(worker_id for worker_id, _actor in self.running.values())
+
     def kill_all(self) -> None:
         for _worker_id, actor in self.running.values():
             ray.kill(actor, no_restart=True)
@@ -153,16 +159,20 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
     budget = options.max_replacements
     replacements_left = 2 * options.config.workers.count if budget is None else budget
     status: dict[str, Any] = {}
-    stopping = False
+    stopping, last_error = False, ""
     while pool.running:
         try:
             for worker_id, error in pool.finished(options.poll_s):
                 if error is None:
                     continue
-                _worker_failed(coordinator, worker_id, error)
+                last_error = _worker_failed(coordinator, worker_id, error)
                 if not stopping and replacements_left > 0 and not _is_stopping(status):
                     replacements_left -= 1
                     pool.start()
+            # Said again on every poll: a coordinator restarted by Ray forgets both.
+            _call(coordinator.set_live, pool.worker_ids())
+            if stopping:
+                _call(coordinator.request_stop)
             status = _poll_status(coordinator, status)
             if options.on_status:
                 options.on_status(status)
@@ -173,20 +183,24 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
                 break
             stopping = True
             log.info("Ctrl-C: no new work; waiting for trials in flight")
-            _call(coordinator.request_stop)
             if options.on_status:
                 options.on_status({**status, "stop_reason": "Ctrl-C: finishing trials in flight "
                                    "(Ctrl-C again to abandon them)"})
-    return _poll_status(coordinator, status)
+    final = _poll_status(coordinator, status)
+    if not final.get("stop_reason") and not stopping:
+        raise SwarmError(f"every worker died and the replacements ran out; the last error: "
+                         f"{last_error}; see swarm.log")
+    return final
 
 
-def _worker_failed(coordinator: Any, worker_id: str, error: BaseException) -> None:
+def _worker_failed(coordinator: Any, worker_id: str, error: BaseException) -> str:
     reason = _one_line(error)
     log.warning("worker %s ended: %s", worker_id, reason)
     if _coordinator_gone(error):
         raise CoordinatorLost("the coordinator died; nothing it recorded is lost: "
                               "continue with `swarm run CONFIG --resume`")
     _call(coordinator.worker_lost, worker_id, f"worker died: {reason}")
+    return reason
 
 
 def _abandon(coordinator: Any, pool: _WorkerPool) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -31,6 +32,14 @@ SECRET_PATTERNS: tuple[str, ...] = (
 # setpriv sets the parent-death signal without a preexec_fn (unsafe in threaded actors).
 _DIE_WITH_PARENT: tuple[str, ...] = (
     ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ())
+
+# The parent-death signal reaches only the group leader. If the worker dies, the watchdog (in
+# its own session, holding the read end of a pipe only the worker writes to) sees EOF and
+# kills the experiment's whole process group: DataLoader or torchrun children included.
+_WATCHDOG = ("import os, signal, sys\n"
+             "sys.stdin.buffer.read()\n"
+             "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
+             "except OSError:\n    pass\n")
 
 _CHUNK = 65_536
 _READER_JOIN_S = 5.0  # a pipe held open by an escaped grandchild must not hang the worker
@@ -196,9 +205,13 @@ def run_sandboxed(
         log.close()
         raise
     assert proc.stdout is not None
+    watchdog = _start_watchdog(proc.pid)
     reader = threading.Thread(target=log.drain, args=(proc.stdout,), daemon=True)
     reader.start()
-    exit_code = _supervise(proc, timeout_s, kill_grace_s)
+    try:
+        exit_code = _supervise(proc, timeout_s, kill_grace_s)
+    finally:
+        _stop_watchdog(watchdog)
     reader.join(timeout=_READER_JOIN_S)
     seconds = time.monotonic() - start
     log.close()
@@ -210,3 +223,18 @@ def run_sandboxed(
         output_bytes=log.total,
         log_truncated=log.omitted > 0,
     )
+
+
+def _start_watchdog(pgid: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pgid)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _stop_watchdog(watchdog: subprocess.Popen) -> None:
+    """Closing its pipe makes it kill the (already finished) group and exit."""
+    try:
+        watchdog.stdin.close()
+        watchdog.wait(timeout=_REAP_S)
+    except (OSError, subprocess.TimeoutExpired):
+        watchdog.kill()

@@ -12,6 +12,7 @@ import os
 import re
 import textwrap
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from coordinator.results import result_status
 from coordinator.service import Coordinator
 from swarm import gitops
 from swarm.config import SwarmConfig, load_config
-from swarm.errors import RunDirError
+from swarm.errors import RunDirError, SwarmError
 from swarm.ledger import read_events
 from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 from swarm.proposers.mutate import MutateProposer
@@ -262,7 +263,9 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
 
 def _comparable(state: Any) -> dict[str, Any]:
     data = dataclasses.asdict(state)
-    data.pop("sessions")
+    for per_session in ("sessions", "refusal_streak", "refused_at", "refusals_in_a_row",
+                        "last_refusal"):
+        data.pop(per_session)
     return data
 
 
@@ -848,3 +851,74 @@ def test_a_repeated_change_is_not_announced_but_grown_into_a_new_one(tmp_path: P
     # again, so it grows into C=0.0625 instead of being announced as a duplicate.
     assert hypotheses[:4] == ["C 1.0 -> 0.5", "C 0.5 -> 0.25", "C 0.25 -> 0.125",
                               "C 0.25 -> 0.125; C 0.125 -> 0.0625"]
+
+
+# -- what the review found ---------------------------------------------------------------------
+
+
+def test_a_run_whose_first_open_failed_can_be_started_again(tmp_path: Path) -> None:
+    broken = quadratic_config({"target.repo": f"file://{tmp_path}/no-such-repo.git"})
+    with pytest.raises(SwarmError, match="git clone failed"):
+        Coordinator(broken, tmp_path / "run", "s1", resume=False)
+    assert not (tmp_path / "run" / "ledger.jsonl").exists()
+    Coordinator(quadratic_config(), tmp_path / "run", "s2", resume=False).close()
+
+
+def test_a_git_lock_left_by_a_crash_does_not_block_the_resume(driver: Driver) -> None:
+    driver.baseline()
+    (driver.run_dir / "repo" / ".git" / "index.lock").write_text("")
+    coordinator = driver.reopen("s2", resume=True)
+    assert coordinator.state.best_samples() == [10.0]
+
+
+def test_an_ok_report_without_a_finite_metric_is_recorded_as_no_metric(driver: Driver) -> None:
+    unit = driver.coord.next_work("w1", None)
+    driver.coord.report(TrialOutcome(unit.trial_id, "w1", "ok", float("nan")))
+    assert driver.finished(unit.trial_id)[0]["status"] == "no_metric"
+    driver.baseline("w2", 10.0)  # and the run goes on
+
+
+def test_a_report_from_another_worker_is_ignored(driver: Driver) -> None:
+    unit = driver.coord.next_work("w1", None)
+    driver.coord.report(TrialOutcome(unit.trial_id, "w2", "ok", 1.0))
+    assert driver.finished(unit.trial_id) == [] and driver.status_of(unit.trial_id) is None
+
+
+def test_a_retried_announcement_of_a_duplicate_gets_the_same_answer(driver: Driver) -> None:
+    driver.baseline()
+    info, _bundle = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
+    first, _ = driver.coord.begin_candidate(info)
+    twin = dataclasses.replace(info, worker_id="w2")
+    duplicate = driver.coord.begin_candidate(twin)
+    assert duplicate[1] == "duplicate"
+    assert driver.coord.begin_candidate(twin) == duplicate  # the retry: no second trial
+    assert len(events(driver.run_dir, "trial_started")) == 3
+
+
+def test_the_drivers_worker_list_decides_who_may_confirm(driver: Driver) -> None:
+    driver.baseline()
+    trial_id, _info, bundle = driver.propose("w1", ("C = 1.0", "C = 0.5"))
+    driver.ok(trial_id, "w1", 5.0, bundle)
+    driver.coord.set_live(["w1"])  # a restarted coordinator hears from the driver who is left
+    unit = driver.coord.next_work("w1", None)
+    assert (unit.kind, driver.coord.state.trials[unit.trial_id].of) == ("confirm", trial_id)
+
+
+def test_a_proposer_that_raises_is_a_failed_proposal_not_a_dead_worker(tmp_path: Path) -> None:
+    class Raises:
+        def propose(self, context: ProposalContext) -> Proposal:
+            raise RuntimeError("provider exploded")
+
+    config = quadratic_config({"acceptance.baseline_runs": 1, "stop.max_trials": 5})
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+    thread = threading.Thread(target=run_workers, args=(coordinator, tmp_path / "w", [Raises()]),
+                              daemon=True)
+    thread.start()
+    wait_until = time.monotonic() + 20
+    while not events(tmp_path / "run", "proposal_failed") and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    coordinator.request_stop()
+    thread.join(JOIN_S)
+    coordinator.close()
+    failed = events(tmp_path / "run", "proposal_failed")
+    assert failed and failed[0]["reason"] == "the proposer raised RuntimeError: provider exploded"

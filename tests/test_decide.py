@@ -377,11 +377,43 @@ def test_candidate_is_deferred_until_its_parent_has_a_sample() -> None:
     assert next_judgement(state, ACCEPT, "minimize") is None
 
 
-def test_deferred_candidate_is_judged_once_a_baseline_finishes() -> None:
-    state = replay(START, [started("00001", "baseline", "w0", "c0", "t0")],
-                   candidate("00002", "w1", 0.25), [finished("00001", metric=1.0)])
+def test_deferred_candidate_is_judged_once_best_has_its_baseline_runs() -> None:
+    early = [started("00001", "baseline", "w0", "c0", "t0"), started("00002", "baseline", "w2", "c0", "t0"),
+             started("00003", "baseline", "w3", "c0", "t0")]
+    late = [finished("00001", metric=0.75), finished("00002", metric=1.0)]
+    state = replay(START, early, candidate("00004", "w1", 0.25), late)
+    assert next_judgement(state, ACCEPT, "minimize") is None  # 2 of 3 baselines: noise unknown
+    state = replay(START, early, candidate("00004", "w1", 0.25), late, [finished("00003", metric=1.25)])
     assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00002", "promising", reference=1.0, required=0.0, improvement=0.75, runs=1)
+        "00004", "promising", reference=1.0, required=0.5, improvement=0.75, runs=1)
+
+
+def test_a_stale_trial_is_judged_on_whatever_runs_its_old_parent_has() -> None:
+    moved = [started("00002", "candidate", "w1", "c2", "t2", parent="c0"),
+             finished("00002", metric=0.1), verdict("00002", "accepted", best_commit="b2")]
+    state = replay(START, [started("00001", "baseline", "w0", "c0", "t0"), finished("00001", metric=1.0)],
+                   moved, candidate("00003", "w2", 0.25))
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "rebase"
+
+
+def test_winding_down_owes_the_baselines_that_judgements_wait_for() -> None:
+    state = replay(START, [started("00001", "baseline", "w0", "c0", "t0"), finished("00001", metric=1.0)],
+                   candidate("00002", "w1", 0.25))
+    assert assign(state, "w0", LIVE, ACCEPT, None, winding_down=True).kind == "baseline"
+    assert assign(replay(START, BASELINES), "w0", LIVE, ACCEPT, None, winding_down=True).action == "stop"
+
+
+def test_back_off_ends_when_its_time_is_up() -> None:
+    timed = [dict(e, ts=100.0) for e in failures("w0", 4)]
+    assert assign(replay(START, BASELINES, timed), "w0", LIVE, ACCEPT, None, now=100.2) == Assignment(
+        "wait", wait_s=0.8)
+    assert assign(replay(START, BASELINES, timed), "w0", LIVE, ACCEPT, None, now=101.0).action == "propose"
+
+
+def test_a_new_session_forgets_the_refusals_of_the_last() -> None:
+    state = replay(START, BASELINES, failures("w0", 99), [{"event": "session_started", "session": "s2"}])
+    assert (state.refusal_streak, state.refusals_in_a_row) == ({}, 0)
+    assert assign(state, "w0", LIVE, ACCEPT, None).action == "propose"
 
 
 def test_candidates_without_accepts_are_judged_in_trial_order() -> None:

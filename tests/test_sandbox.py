@@ -6,6 +6,7 @@ import os
 import resource
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,3 +170,25 @@ def test_stdin_is_devnull_and_core_dumps_off(tmp_path: Path) -> None:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
     assert (result.exit_code, result.timed_out, result.output_tail) == (0, False, "/dev/null\n0\n")
+
+
+def test_a_dead_worker_takes_its_experiments_grandchildren_with_it(tmp_path: Path) -> None:
+    # A stand-in worker process runs an experiment that leaves a grandchild (as a DataLoader
+    # or torchrun would), then the worker is SIGKILLed mid-trial.
+    pids = tmp_path / "pids"
+    worker_code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from swarm.sandbox import run_sandboxed\n"
+        f"run_sandboxed('sleep 120 & echo $! $$ > {pids}; wait', cwd=Path('{tmp_path}'),\n"
+        f"              log_path=Path('{tmp_path}/log'), timeout_s=120, env=dict(os.environ))\n")
+    worker = subprocess.Popen([sys.executable, "-c", worker_code], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 20
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and worker.poll() is None
+        time.sleep(0.05)
+    grandchild, leader = (int(p) for p in pids.read_text().split())
+    worker.kill()
+    worker.wait()
+    assert _gone(leader, within_s=5.0)
+    assert _gone(grandchild, within_s=5.0)

@@ -141,7 +141,7 @@ class WorkerLoop:
         for _attempt in range(PROPOSAL_ATTEMPTS):
             context = ProposalContext(program=program, recent=list(self.recent), checkout=checkout,
                                       files=self.space.read_files(self.config.target.editable))
-            proposal = self.proposer.propose(context)
+            proposal = _ask(self.proposer, context)
             spent = _add_costs(spent, proposal)
             if isinstance(proposal, ProposalFailure):
                 return ProposalFailure(proposal.reason, spent.tokens_in, spent.tokens_out,
@@ -213,3 +213,11 @@ class WorkerLoop:
 def _add_costs(total: Proposal, more: Proposal | ProposalFailure) -> Proposal:
     return Proposal(total.files, total.hypothesis, total.tokens_in + more.tokens_in,
                     total.tokens_out + more.tokens_out, total.cost_usd + more.cost_usd)
+
+
+def _ask(proposer: Proposer, context: ProposalContext) -> Proposal | ProposalFailure:
+    """A proposer's answer; its exception is a failed proposal, not a dead worker."""
+    try:
+        return proposer.propose(context)
+    except Exception as exc:  # noqa: BLE001  (any proposer bug must leave the worker running)
+        return ProposalFailure(f"the proposer raised {exc.__class__.__name__}: {exc}"[:500])
