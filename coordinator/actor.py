@@ -61,10 +61,6 @@ class CoordinatorActor:
     def status(self) -> dict[str, Any]:
         return self._service.status()
 
-    def pid(self) -> int:
-        import os
-        return os.getpid()
-
 
 def _log_to(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,8 @@ def _headline(status: dict[str, Any]) -> Table:
                    f"{status['trials_per_hour']:.0f}/hour this session"),
         ("by status", ", ".join(f"{k} {v}" for k, v in sorted(status["by_status"].items())) or "-"),
     ]
+    if status.get("proposal_failures"):
+        rows.append(("proposals", f"{status['proposal_failures']} failed (see swarm.log)"))
     if status.get("cost_usd"):
         rows.append(("cost", f"${status['cost_usd']:.4f}"))
     if status.get("stop_reason"):

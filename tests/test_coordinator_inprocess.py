@@ -310,7 +310,7 @@ class Driver:
                 text = text.replace(old, new)
             files[path] = text
         hypothesis = "; ".join(f"{old} -> {new}" for r in edits.values() for old, new in r)
-        commit, tree = self.space.commit_proposal(files, hypothesis)
+        commit, tree = self.space.commit_on(parent, files, hypothesis)
         bundle = self.space.bundle(commit, parent)
         assert bundle is not None
         return CandidateInfo(worker, parent, commit, tree, tree, hypothesis), bundle

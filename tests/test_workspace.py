@@ -113,7 +113,8 @@ def test_proposal_commit_has_the_given_parent_and_only_the_written_change(
     assert scratch == space.scratch
     assert (scratch / "train.py").read_text() == TRAIN
 
-    commit, tree = space.commit_proposal({"train.py": TRAIN.replace("A = 1.0", "A = 2.0")}, "A 1.0 -> 2.0")
+    commit, tree = space.commit_on(upstream.base, {"train.py": TRAIN.replace("A = 1.0", "A = 2.0")},
+                                   "A 1.0 -> 2.0")
 
     made = space.repo.commit(commit)  # the proposal worktree shares the clone's objects
     assert [p.hexsha for p in made.parents] == [upstream.base]
@@ -125,9 +126,9 @@ def test_proposal_commit_has_the_given_parent_and_only_the_written_change(
     assert space.repo.git.status("--porcelain") == ""
 
 
-def test_commit_proposal_creates_new_files_in_new_folders(space: Workspace, upstream: Upstream) -> None:
+def test_commit_on_creates_new_files_in_new_folders(space: Workspace, upstream: Upstream) -> None:
     space.start_proposal(upstream.base)
-    commit, _ = space.commit_proposal({"sub/deeper/new.py": "Y = 2\n"}, "add a file")
+    commit, _ = space.commit_on(upstream.base, {"sub/deeper/new.py": "Y = 2\n"}, "add a file")
     assert space.changed_paths(upstream.base, commit) == ["sub/deeper/new.py"]
 
 
@@ -142,17 +143,17 @@ def test_start_proposal_again_discards_what_the_last_proposer_left(
 
     assert (scratch / "train.py").read_text() == TRAIN
     assert not (scratch / "agent-notes.md").exists() and not (scratch / "out.log").exists()
-    commit, tree = space.commit_worktree("nothing changed")
+    commit, tree = space.commit_on(upstream.base, {}, "nothing changed")
     assert tree == gitops.tree_of(space.repo, upstream.base)
     assert space.changed_paths(upstream.base, commit) == []
 
 
-def test_commit_worktree_commits_what_a_proposer_changed_in_place(
+def test_commit_on_commits_what_a_proposer_changed_in_place(
         space: Workspace, upstream: Upstream) -> None:
     scratch = space.start_proposal(upstream.base)
     (scratch / "notes.txt").unlink()
     (scratch / "train.py").write_text(TRAIN.replace("C = 1.0", "C = 0.5"))
-    commit, _ = space.commit_worktree("an agent's edit")
+    commit, _ = space.commit_on(upstream.base, {}, "an agent's edit")
     assert sorted(space.changed_paths(upstream.base, commit)) == ["notes.txt", "train.py"]
 
 
@@ -163,14 +164,14 @@ def test_a_reopened_workspace_reuses_its_proposal_worktree(tmp_path: Path, upstr
     again = Workspace(tmp_path / "worker")  # a restarted worker actor on the same disk
     assert again.has(upstream.base)
     again.start_proposal(upstream.base)
-    commit, _ = again.commit_proposal({"notes.txt": "again\n"}, "after a restart")
+    commit, _ = again.commit_on(upstream.base, {"notes.txt": "again\n"}, "after a restart")
     assert [p.hexsha for p in again.repo.commit(commit).parents] == [upstream.base]
 
 
 def _prepared(space: Workspace, parent: str, old: str, new: str) -> str:
     space.start_proposal(parent)
-    return space.commit_proposal({"train.py": space.read_text("train.py").replace(old, new)},
-                                 f"{old} -> {new}")[0]
+    return space.commit_on(parent, {"train.py": space.read_text("train.py").replace(old, new)},
+                           f"{old} -> {new}")[0]
 
 
 def test_rebase_moves_a_prepared_proposal_onto_a_newer_best(space: Workspace, upstream: Upstream) -> None:

@@ -66,6 +66,3 @@ class WorkerActor:
             return self._loop.run()
         finally:
             shutil.rmtree(self._root, ignore_errors=True)
-
-    def pid(self) -> int:
-        return os.getpid()

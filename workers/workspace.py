@@ -48,16 +48,9 @@ class Workspace:
         self._proposal_repo.git.clean("-fdxq")
         return self.scratch
 
-    def commit_proposal(self, files: dict[str, str], message: str) -> tuple[str, str]:
-        """Writes new file texts into the proposal worktree and commits them: (commit, tree)."""
-        for path, text in files.items():
-            target = self.scratch / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        return gitops.commit_all(self._proposal_repo, message)
-
     def commit_on(self, parent: str, files: dict[str, str], message: str) -> tuple[str, str]:
-        """Writes files into the proposal worktree and commits its whole state on `parent`.
+        """Writes files into the proposal worktree and commits its whole state on `parent`
+        (so edits a proposer made in place, as an agent CLI does, are committed too).
 
         HEAD stays at `parent`, so a retry can add to the same working tree and still yield a
         one-parent commit (the coordinator cherry-picks against that parent).
@@ -69,10 +62,6 @@ class Workspace:
         self._proposal_repo.git.add("--all")
         tree = self._proposal_repo.git.write_tree()
         return gitops.commit_tree(self.repo, tree, parent, message), tree
-
-    def commit_worktree(self, message: str) -> tuple[str, str]:
-        """Commits whatever a proposer changed in the proposal worktree in place: (commit, tree)."""
-        return gitops.commit_all(self._proposal_repo, message)
 
     def rebase(self, commit: str, onto: str, message: str) -> tuple[str, str] | None:
         """Replays a prepared proposal onto a newer best; None when it conflicts."""
