@@ -30,6 +30,9 @@ class Assignment:
 # when the whole swarm has had this many refusals in a row, the run stops and says why.
 FREE_REFUSALS = 3
 MAX_REFUSALS_IN_A_ROW = 100
+# Baseline runs of best that crash are retried this many times beyond baseline_runs; then
+# judgements use the runs best has.
+BASELINE_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
 
 
 def _judgements_wait_for_best(state: SwarmState) -> bool:
-    # Finished candidates cannot be judged until best's baselines are in: those are owed too.
+    # Finished candidates cannot be judged until best's baselines are in: those are owed too
+    # (and _baseline stops owing them once best's re-runs have failed too often).
     return any(state.trials[t].parent == state.best.commit for t in state.unjudged)
 
 
@@ -102,7 +106,7 @@ def _rebased_winner(state: SwarmState) -> Assignment | None:
 def _baseline(state: SwarmState, wanted: int) -> Assignment | None:
     best = state.best
     running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit))
-    if len(state.best_samples()) + running >= wanted:
+    if len(state.best_samples()) + running >= wanted or _baselines_given_up(state, wanted):
         return None
     return Assignment("evaluate", "baseline", best.commit, best.tree, best.commit,
                       hypothesis="baseline run of best")
@@ -110,6 +114,13 @@ def _baseline(state: SwarmState, wanted: int) -> Assignment | None:
 
 def _is_baseline_of(trial: TrialRecord, commit: str) -> bool:
     return trial.kind == "baseline" and trial.commit == commit
+
+
+def _baselines_given_up(state: SwarmState, wanted: int) -> bool:
+    """Best's baselines failed so often that re-running it more would never end."""
+    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.best.commit)
+                and t.status not in (None, "lost"))
+    return tried >= wanted + BASELINE_RETRIES
 
 
 def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
@@ -167,7 +178,8 @@ def _judge(state: SwarmState, trial: TrialRecord, metrics: list[float | None], d
     # Judge against best only once its noise baselines are in (the margin depends on them);
     # an older parent gets no more runs, so what it has must do.
     wanted = baseline_runs if trial.parent == state.best.commit else 1
-    if len(reference_runs) < wanted:
+    if len(reference_runs) < wanted and not (reference_runs and
+                                             _baselines_given_up(state, baseline_runs)):
         return None
     reference = mean(reference_runs)
     gain = improvement(mean([m for m in metrics if m is not None]), reference, direction)

@@ -31,6 +31,9 @@ from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
 
 __all__ = ["Coordinator"]
 
+_INCOMING = ".repo-incoming"  # where a new run's target is imported before it is moved into place
+_STALE_LOCK_S = 5.0  # a git lock this old has no live git process behind it
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +44,7 @@ class Coordinator:
         self.session = session
         self.state = SwarmState()
         self.live: dict[str, dict[str, Any]] = {}  # worker -> where it runs
+        self.stopped: set[str] = set()  # workers told to stop in this session: they are leaving
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
         self._open(resume)
@@ -48,40 +52,29 @@ class Coordinator:
     # -- opening a run --------------------------------------------------------------------
 
     def _open(self, resume: bool) -> None:
+        """Opens or creates the run. A refused or failed open changes nothing on disk, except
+        the scratch clone of a run being created (so the next try starts clean)."""
         self._lock_run_dir()
-        fresh = not (self.run_dir / "ledger.jsonl").exists()
         try:
-            self._clear_stale_git_locks()
+            _clear_stale_git_locks(self.run_dir / "repo" / ".git")
             self._load(resume)
         except BaseException as exc:
             if getattr(self, "ledger", None):
                 self.ledger.close()
-            if fresh:  # a run that never started leaves nothing that blocks the next try
-                (self.run_dir / "ledger.jsonl").unlink(missing_ok=True)
-                shutil.rmtree(self.run_dir / "repo", ignore_errors=True)
+            shutil.rmtree(self.run_dir / _INCOMING, ignore_errors=True)
             self._lock.close()  # a refused open must not keep the run directory
             if isinstance(exc, git.GitCommandError):
                 raise RunDirError(f"{self.run_dir}: git failed while opening the run: "
                                   f"{' '.join(str(exc).split())[:300]}") from None
             raise
 
-    def _clear_stale_git_locks(self) -> None:
-        # We hold the run-dir lock, so no git process of ours is running here: any *.lock
-        # file is left over from a crash and would make every git call fail.
-        git_dir = self.run_dir / "repo" / ".git"
-        if git_dir.is_dir():
-            for stale in git_dir.rglob("*.lock"):
-                stale.unlink(missing_ok=True)
-
     def _load(self, resume: bool) -> None:
         ledger_path = self.run_dir / "ledger.jsonl"
-        had_ledger = ledger_path.exists()
-        self.ledger = Ledger(ledger_path)  # opening it first drops a line torn by a crash
+        if ledger_path.exists():
+            self.ledger = Ledger(ledger_path)  # opening it first drops a line torn by a crash
         events = list(read_events(ledger_path))
         restarted = any(e.get("session") == self.session for e in events
                         if e["event"] == "session_started")
-        if not had_ledger:
-            ledger_path.unlink()  # a refused open must leave no trace behind
         if events and not (resume or restarted):
             raise RunDirError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                               "or --run-dir to start another")
@@ -92,10 +85,8 @@ class Coordinator:
         if events:
             self._check_same_target()
             self.repo = gitops.open_repo(self.run_dir / "repo")
-        if not had_ledger:
-            self.ledger = Ledger(ledger_path)
-        if not events:
-            self._create_run()
+        else:
+            self._create_run(ledger_path)
         if not restarted:
             self._record({"event": "session_started", "session": self.session})
         self._lose_orphans()  # also after a crash between session_started and this line
@@ -125,16 +116,24 @@ class Coordinator:
         self.ledger.close()
         self._lock.close()
 
-    def _create_run(self) -> None:
-        repo_dir = self.run_dir / "repo"
-        self.repo = gitops.import_target(self.config.target.repo, repo_dir)
+    def _create_run(self, ledger_path: Path) -> None:
+        """All or nothing: the target is imported into a scratch folder, moved into place, and
+        only then is the ledger created, atomically, with its first event."""
+        repo_dir, incoming = self.run_dir / "repo", self.run_dir / _INCOMING
+        if repo_dir.exists() or ledger_path.exists():
+            raise RunDirError(f"{self.run_dir} holds a repo/ or an empty ledger.jsonl but no run; "
+                              "move them away or choose another --run-dir")
+        shutil.rmtree(incoming, ignore_errors=True)
+        gitops.import_target(self.config.target.repo, incoming).close()
+        incoming.rename(repo_dir)
+        self.repo = gitops.open_repo(repo_dir)
         commit = self.repo.head.commit.hexsha
-        files = self.repo.git.ls_files().splitlines()
-        readonly = matching_paths(files, self.config.target.readonly)
-        self._record({"event": "run_started", "commit": commit,
-                      "tree": gitops.tree_of(self.repo, commit),
-                      "readonly_hashes": gitops.file_hashes(repo_dir, readonly),
-                      "config": self.config.model_dump(mode="json")})
+        readonly = matching_paths(self.repo.git.ls_files().splitlines(), self.config.target.readonly)
+        first = {"event": "run_started", "commit": commit, "tree": gitops.tree_of(self.repo, commit),
+                 "readonly_hashes": gitops.file_hashes(repo_dir, readonly),
+                 "config": self.config.model_dump(mode="json")}
+        self.ledger = Ledger.create(ledger_path, first)
+        self.state.apply(next(read_events(ledger_path)))
 
     def _check_same_target(self) -> None:
         recorded = self.state.run_info["config"]["target"]
@@ -188,6 +187,7 @@ class Coordinator:
         best = self.state.best.commit
         if choice.action == "stop":
             self.live.pop(worker_id, None)  # gone: owed confirmations must not wait for it
+            self.stopped.add(worker_id)
             return WorkUnit("stop", best)
         if choice.action == "wait":
             return WorkUnit("wait", best, wait_s=choice.wait_s)
@@ -366,7 +366,7 @@ class Coordinator:
 
     def set_live(self, worker_ids: list[str]) -> None:
         """The driver's list of running workers (a restarted coordinator forgot its own)."""
-        self.live = {w: self.live.get(w, {}) for w in worker_ids}
+        self.live = {w: self.live.get(w, {}) for w in worker_ids if w not in self.stopped}
 
     def status(self) -> dict[str, Any]:
         from coordinator.summary import summarize
@@ -390,3 +390,22 @@ def _checked_status(outcome: TrialOutcome) -> tuple[str, str]:
     if outcome.status == "ok" and not (isinstance(metric, (int, float)) and math.isfinite(metric)):
         return "no_metric", f"reported ok without a finite metric ({metric!r})"
     return outcome.status, outcome.reason
+
+
+def _clear_stale_git_locks(git_dir: Path) -> None:
+    """Removes *.lock files a crashed git left behind (they make every later git call fail).
+
+    We hold the run-dir lock, so no other coordinator runs git here; a lock younger than a
+    few seconds may still belong to a git child of a coordinator Ray just killed, so wait
+    until it is old enough to be sure.
+    """
+    if not git_dir.is_dir():
+        return
+    for lock in git_dir.rglob("*.lock"):
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < _STALE_LOCK_S:
+            time.sleep(_STALE_LOCK_S - age)
+        lock.unlink(missing_ok=True)

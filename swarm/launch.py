@@ -170,9 +170,9 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
                     replacements_left -= 1
                     pool.start()
             # Said again on every poll: a coordinator restarted by Ray forgets both.
-            _call(coordinator.set_live, pool.worker_ids())
+            _tell(coordinator.set_live, pool.worker_ids())
             if stopping:
-                _call(coordinator.request_stop)
+                _tell(coordinator.request_stop)
             status = _poll_status(coordinator, status)
             if options.on_status:
                 options.on_status(status)
@@ -222,7 +222,7 @@ def _poll_status(coordinator: Any, last: dict[str, Any]) -> dict[str, Any]:
 
 def _call(method: Any, *args: Any) -> Any:
     """A coordinator call that rides out a restart but never blocks forever."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
         try:
             return ray.get(method.remote(*args), timeout=30)
@@ -231,8 +231,20 @@ def _call(method: Any, *args: Any) -> Any:
                                   "--resume`") from None
         except (RayActorError, GetTimeoutError):
             if time.monotonic() > deadline:
-                raise
+                raise CoordinatorLost("the coordinator has not answered for 120 s; continue "
+                                      "with `swarm run CONFIG --resume`") from None
             time.sleep(0.5)
+
+
+def _tell(method: Any, *args: Any) -> None:
+    """A best-effort call, repeated on the next poll anyway: a slow coordinator is not an error."""
+    try:
+        ray.get(method.remote(*args), timeout=10)
+    except ActorDiedError:
+        raise CoordinatorLost("the coordinator died; continue with `swarm run CONFIG "
+                              "--resume`") from None
+    except (RayActorError, GetTimeoutError):
+        pass
 
 
 def _is_stopping(status: dict[str, Any]) -> bool:

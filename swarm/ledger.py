@@ -23,6 +23,18 @@ class Ledger:
         _drop_torn_tail(path)
         self._file = open(path, "a", encoding="utf-8")
 
+    @classmethod
+    def create(cls, path: Path, first: dict[str, Any]) -> "Ledger":
+        """A new ledger holding `first`, created atomically: never an empty ledger on disk."""
+        scratch = path.with_suffix(".jsonl.tmp")
+        with open(scratch, "w", encoding="utf-8") as file:
+            file.write(json.dumps({"ts": round(time.time(), 3), **first},
+                                  separators=(",", ":")) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(scratch, path)
+        return cls(path)
+
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Writes the event with a timestamp; returns it as written."""
         record = {"ts": round(time.time(), 3), **event}

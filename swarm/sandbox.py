@@ -37,9 +37,9 @@ _DIE_WITH_PARENT: tuple[str, ...] = (
 # its own session, holding the read end of a pipe only the worker writes to) sees EOF and
 # kills the experiment's whole process group: DataLoader or torchrun children included.
 _WATCHDOG = ("import os, signal, sys\n"
-             "sys.stdin.buffer.read()\n"
-             "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
-             "except OSError:\n    pass\n")
+             "if not sys.stdin.buffer.read():  # EOF with no 'done' byte: the worker died\n"
+             "    try:\n        os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
+             "    except OSError:\n        pass\n")
 
 _CHUNK = 65_536
 _READER_JOIN_S = 5.0  # a pipe held open by an escaped grandchild must not hang the worker
@@ -205,13 +205,18 @@ def run_sandboxed(
         log.close()
         raise
     assert proc.stdout is not None
-    watchdog = _start_watchdog(proc.pid)
     reader = threading.Thread(target=log.drain, args=(proc.stdout,), daemon=True)
     reader.start()
+    watchdog = None
+    try:
+        watchdog = _start_watchdog(proc.pid)
+    except OSError:
+        pass  # still supervised and killed below; only a dying worker could now orphan it
     try:
         exit_code = _supervise(proc, timeout_s, kill_grace_s)
     finally:
-        _stop_watchdog(watchdog)
+        if watchdog is not None:
+            _stop_watchdog(watchdog)
     reader.join(timeout=_READER_JOIN_S)
     seconds = time.monotonic() - start
     log.close()
@@ -232,8 +237,9 @@ def _start_watchdog(pgid: int) -> subprocess.Popen:
 
 
 def _stop_watchdog(watchdog: subprocess.Popen) -> None:
-    """Closing its pipe makes it kill the (already finished) group and exit."""
+    """The trial is over and its group killed: tell the watchdog so, and let it exit."""
     try:
+        watchdog.stdin.write(b"done")
         watchdog.stdin.close()
         watchdog.wait(timeout=_REAP_S)
     except (OSError, subprocess.TimeoutExpired):

@@ -922,3 +922,33 @@ def test_a_proposer_that_raises_is_a_failed_proposal_not_a_dead_worker(tmp_path:
     coordinator.close()
     failed = events(tmp_path / "run", "proposal_failed")
     assert failed and failed[0]["reason"] == "the proposer raised RuntimeError: provider exploded"
+
+
+def test_a_refused_resume_never_deletes_the_runs_repository(driver: Driver) -> None:
+    driver.baseline()
+    driver.coord.close()
+    (driver.run_dir / "ledger.jsonl").rename(driver.run_dir / "ledger.moved")
+    with pytest.raises(RunDirError, match="no ledger.jsonl to resume from"):
+        Coordinator(driver.config, driver.run_dir, "s2", resume=True)
+    with pytest.raises(RunDirError, match="holds a repo/ or an empty ledger.jsonl but no run"):
+        Coordinator(driver.config, driver.run_dir, "s3", resume=False)
+    assert gitops.has_commit(gitops.open_repo(driver.run_dir / "repo"), driver.coord.state.best.commit)
+    (driver.run_dir / "ledger.moved").rename(driver.run_dir / "ledger.jsonl")
+    driver.coord = Coordinator(driver.config, driver.run_dir, "s4", resume=True)
+    assert driver.coord.state.best_samples() == [10.0]
+
+
+def test_an_interrupted_creation_leaves_only_a_scratch_folder_the_next_try_replaces(tmp_path: Path) -> None:
+    (tmp_path / "run" / ".repo-incoming").mkdir(parents=True)
+    (tmp_path / "run" / ".repo-incoming" / "half-copied.py").write_text("")
+    coordinator = Coordinator(quadratic_config(), tmp_path / "run", "s1", resume=False)
+    coordinator.close()
+    assert not (tmp_path / "run" / ".repo-incoming").exists()
+    assert (tmp_path / "run" / "repo" / "train.py").exists()
+
+
+def test_a_worker_told_to_stop_is_not_made_live_again_by_the_driver(driver: Driver) -> None:
+    driver.coord.request_stop()
+    assert driver.coord.next_work("w2", None).action == "stop"
+    driver.coord.set_live(["w1", "w2"])  # w2's run() has not returned to the driver yet
+    assert set(driver.coord.live) == {"w1"}

@@ -614,3 +614,16 @@ def test_a_hundred_refusals_in_a_row_stop_the_run_and_say_why() -> None:
         "100 proposals in a row were refused; the last: proposal failed: bad edit")
     state = replay(START, BASELINES, failures("w0", 99))
     assert stop_reason(state, StopSpec(max_trials=None), "minimize", 0.0, False) is None
+
+
+def test_a_best_whose_baselines_keep_crashing_is_not_re_run_forever() -> None:
+    crashed = []
+    for n in range(2, 6):  # one ok run, then 4 crashes: 3 wanted + 2 retries = 5 tried
+        crashed += [started(f"{n:05d}", "baseline", "w0", "c0", "t0"), finished(f"{n:05d}", "crash")]
+    ok = [started("00001", "baseline", "w0", "c0", "t0"), finished("00001", metric=1.0)]
+    waiting = candidate("00006", "w1", 0.25)
+    state = replay(START, ok, crashed, waiting)
+    assert assign(state, "w0", LIVE, ACCEPT, None, winding_down=True).action == "stop"
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "promising"  # on the one run
+    assert assign(replay(START, ok, crashed[:6], waiting), "w0", LIVE, ACCEPT, None,
+                  winding_down=True).kind == "baseline"  # 4 tried: one more retry is owed
