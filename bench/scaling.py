@@ -24,9 +24,9 @@ import ray
 
 from swarm.config import load_config
 from swarm.launch import RunOptions, run_swarm
+from swarm.types import EVALUATED_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
-EVALUATED = {"ok", "crash", "timeout", "guard_failed", "no_metric"}
 
 
 def measure(workers: int, budget_s: float, warmup_s: float, window_s: float, scratch: Path) -> dict:
@@ -40,7 +40,7 @@ def measure(workers: int, budget_s: float, warmup_s: float, window_s: float, scr
     events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
     first = min(e["ts"] for e in events if e["event"] == "trial_started")
     start, end = first + warmup_s, first + warmup_s + window_s
-    done = sum(1 for e in events if e["event"] == "trial_finished" and e["status"] in EVALUATED
+    done = sum(1 for e in events if e["event"] == "trial_finished" and e["status"] in EVALUATED_STATUSES
                and start <= e["ts"] < end)
     return {"workers": workers, "trials": done, "per_hour": done * 3600 / window_s,
             "duty": _time_in_trials(events, start, end) / (workers * window_s),
@@ -52,7 +52,7 @@ def _time_in_trials(events: list[dict], start: float, end: float) -> float:
     began = {e["trial"]: e["ts"] for e in events if e["event"] == "trial_started"}
     total = 0.0
     for e in events:
-        if e["event"] == "trial_finished" and e["status"] in EVALUATED:
+        if e["event"] == "trial_finished" and e["status"] in EVALUATED_STATUSES:
             total += max(0.0, min(e["ts"], end) - max(began[e["trial"]], start))
     return total
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import get_args
 
 from coordinator.state import SwarmState, TrialRecord
 from swarm.config import AcceptanceSpec, StopSpec
 from swarm.policy import Direction, improvement, margin, mean, pooled_spread
+from swarm.types import TrialOutcome, TrialStatus
 
 __all__ = [
     "Assignment", "Judgement", "assign", "next_judgement", "budget_spent", "stop_reason",
-    "recent_trials",
+    "recent_trials", "checked_status",
 ]
 
 
@@ -220,3 +223,18 @@ def recent_trials(state: SwarmState, limit: int = 20) -> list[dict]:
     newest = finished[len(finished) - limit:] if limit > 0 else []
     return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis, "status": t.status,
              "metric": t.metric, "verdict": t.verdict} for t in newest]
+
+
+# What a worker may report; duplicate and stale_conflict are the coordinator's own findings.
+_REPORTABLE = frozenset(get_args(TrialStatus)) - {"duplicate", "stale_conflict"}
+
+
+def checked_status(outcome: TrialOutcome) -> tuple[str, str]:
+    """The worker's status and reason, unless the report contradicts itself (workers are not
+    trusted to be bug-free, and a volunteer's even less)."""
+    if outcome.status not in _REPORTABLE:
+        return "crash", f"the worker reported an unknown status {outcome.status!r}"
+    metric = outcome.metric
+    if outcome.status == "ok" and not (isinstance(metric, (int, float)) and math.isfinite(metric)):
+        return "no_metric", f"reported ok without a finite metric ({metric!r})"
+    return outcome.status, outcome.reason

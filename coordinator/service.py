@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import math
 import os
 import shutil
 import time
@@ -212,7 +211,7 @@ class Coordinator:
         self._record({"event": "trial_started", "trial": trial_id, "kind": "candidate",
                       "worker": info.worker_id, "commit": info.commit, "tree": info.tree,
                       "parent": info.parent, "session": self.session,
-                      "hypothesis": info.hypothesis, "patch_id": info.tree,
+                      "hypothesis": info.hypothesis,
                       "tokens_in": info.tokens_in, "tokens_out": info.tokens_out,
                       "cost_usd": info.cost_usd})
         if duplicate:
@@ -243,7 +242,7 @@ class Coordinator:
         trial = self.state.trials.get(outcome.trial_id)
         if trial is None or trial.status is not None or trial.worker != outcome.worker_id:
             return  # a retry of a report already recorded, a trial already lost, or not its own
-        status, reason = _checked_status(outcome)
+        status, reason = decide.checked_status(outcome)
         if outcome.bundle is not None:
             gitops.read_bundle(self.repo, outcome.bundle)
         if gitops.has_commit(self.repo, trial.commit):
@@ -378,18 +377,6 @@ class Coordinator:
                                "count": len(handled)} if handled else None
         return status
 
-
-_KNOWN_STATUSES = {"ok", "crash", "timeout", "out_of_scope", "guard_failed", "no_metric", "lost"}
-
-
-def _checked_status(outcome: TrialOutcome) -> tuple[str, str]:
-    """The worker's status, unless the report contradicts itself (a worker is not trusted)."""
-    if outcome.status not in _KNOWN_STATUSES:
-        return "crash", f"the worker reported an unknown status {outcome.status!r}"
-    metric = outcome.metric
-    if outcome.status == "ok" and not (isinstance(metric, (int, float)) and math.isfinite(metric)):
-        return "no_metric", f"reported ok without a finite metric ({metric!r})"
-    return outcome.status, outcome.reason
 
 
 def _clear_stale_git_locks(git_dir: Path) -> None:

@@ -30,7 +30,6 @@ class TrialRecord:
     session: str
     of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
     hypothesis: str = ""
-    patch_id: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -103,8 +102,8 @@ class SwarmState:
         self.inflight[trial.id] = trial.worker
         self.evaluations += 1
         self.cost_usd += trial.cost_usd
-        if trial.patch_id:
-            self.tried.setdefault(trial.parent, set()).add(trial.patch_id)
+        if trial.kind == "candidate":
+            self.tried.setdefault(trial.parent, set()).add(trial.tree)
         if trial.kind == "candidate" and trial.of:
             self.rebase_queue = [r for r in self.rebase_queue if r["commit"] != trial.commit]
 

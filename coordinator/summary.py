@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from coordinator.results import result_status
 from coordinator.state import SwarmState
 from swarm.config import SwarmConfig
+from swarm.errors import RunDirError
+from swarm.ledger import read_events
 from swarm.policy import mean, pooled_spread
+from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["summarize", "load_status"]
 
@@ -19,7 +22,7 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
               session_start: float, stop_reason: str | None) -> dict[str, Any]:
     finished = [t for t in state.trials.values() if t.status is not None]
     session_done = [t for t in finished if t.session == (state.sessions or [""])[-1]
-                    and t.status in ("ok", "crash", "timeout", "guard_failed", "no_metric")]
+                    and t.status in EVALUATED_STATUSES]
     hours = max(time.time() - session_start, 1e-9) / 3600
     return {
         "name": config.name,
@@ -64,9 +67,6 @@ def _workers(state: SwarmState, live: dict[str, dict[str, Any]]) -> dict[str, di
 
 def load_status(run_dir: Path) -> dict[str, Any]:
     """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
-    from swarm.ledger import read_events
-    from swarm.config import SwarmConfig
-    from swarm.errors import RunDirError
     state = SwarmState()
     events = list(read_events(run_dir / "ledger.jsonl"))
     if not events:

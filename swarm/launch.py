@@ -31,6 +31,10 @@ log = logging.getLogger("swarm.driver")
 class CoordinatorLost(SwarmError):
     """The coordinator died for good; the run directory holds everything it had recorded."""
 
+    def __init__(self, why: str = "the coordinator died") -> None:
+        super().__init__(f"{why}; nothing it recorded is lost: continue with "
+                         "`swarm run CONFIG --resume`")
+
 
 @dataclass
 class RunOptions:
@@ -166,7 +170,7 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
                 if error is None:
                     continue
                 last_error = _worker_failed(coordinator, worker_id, error)
-                if not stopping and replacements_left > 0 and not _is_stopping(status):
+                if not stopping and replacements_left > 0 and not status.get("stop_reason"):
                     replacements_left -= 1
                     pool.start()
             # Said again on every poll: a coordinator restarted by Ray forgets both.
@@ -197,8 +201,7 @@ def _worker_failed(coordinator: Any, worker_id: str, error: BaseException) -> st
     reason = _one_line(error)
     log.warning("worker %s ended: %s", worker_id, reason)
     if _coordinator_gone(error):
-        raise CoordinatorLost("the coordinator died; nothing it recorded is lost: "
-                              "continue with `swarm run CONFIG --resume`")
+        raise CoordinatorLost()
     _call(coordinator.worker_lost, worker_id, f"worker died: {reason}")
     return reason
 
@@ -214,8 +217,7 @@ def _poll_status(coordinator: Any, last: dict[str, Any]) -> dict[str, Any]:
     try:
         return ray.get(coordinator.status.remote(), timeout=30)
     except ActorDiedError:
-        raise CoordinatorLost("the coordinator died; nothing it recorded is lost: "
-                              "continue with `swarm run CONFIG --resume`") from None
+        raise CoordinatorLost() from None
     except (RayActorError, GetTimeoutError):
         return last  # restarting: it rebuilds itself from the ledger
 
@@ -227,12 +229,10 @@ def _call(method: Any, *args: Any) -> Any:
         try:
             return ray.get(method.remote(*args), timeout=30)
         except ActorDiedError:
-            raise CoordinatorLost("the coordinator died; continue with `swarm run CONFIG "
-                                  "--resume`") from None
+            raise CoordinatorLost() from None
         except (RayActorError, GetTimeoutError):
             if time.monotonic() > deadline:
-                raise CoordinatorLost("the coordinator has not answered for 120 s; continue "
-                                      "with `swarm run CONFIG --resume`") from None
+                raise CoordinatorLost("the coordinator has not answered for 120 s") from None
             time.sleep(0.5)
 
 
@@ -241,14 +241,9 @@ def _tell(method: Any, *args: Any) -> None:
     try:
         ray.get(method.remote(*args), timeout=10)
     except ActorDiedError:
-        raise CoordinatorLost("the coordinator died; continue with `swarm run CONFIG "
-                              "--resume`") from None
+        raise CoordinatorLost() from None
     except (RayActorError, GetTimeoutError):
         pass
-
-
-def _is_stopping(status: dict[str, Any]) -> bool:
-    return bool(status.get("stop_reason"))
 
 
 def _coordinator_gone(error: BaseException) -> bool:

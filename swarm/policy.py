@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from enum import Enum
 from typing import Literal
 
-__all__ = ["Verdict", "improvement", "pooled_spread", "margin", "judge", "mean"]
+__all__ = ["Direction", "improvement", "pooled_spread", "margin", "mean"]
 
 Direction = Literal["minimize", "maximize"]
-
-
-class Verdict(str, Enum):
-    PROMISING = "promising"  # beats the reference by more than the margin: confirm it
-    DISCARD = "discard"  # does not
 
 
 def improvement(value: float, reference: float, direction: Direction) -> float:
@@ -44,10 +38,3 @@ def pooled_spread(groups: Iterable[Sequence[float]]) -> float | None:
 def margin(min_delta: float, noise_k: float, spread: float | None) -> float:
     """The improvement a result must exceed: max(min_delta, noise_k * spread)."""
     return max(min_delta, noise_k * (spread or 0.0))
-
-
-def judge(value: float, reference: float, direction: Direction, required: float) -> Verdict:
-    """PROMISING when `value` beats `reference` by strictly more than `required`."""
-    if improvement(value, reference, direction) > required:
-        return Verdict.PROMISING
-    return Verdict.DISCARD

@@ -43,8 +43,7 @@ class CandidateInfo:
     worker_id: str
     parent: str
     commit: str
-    tree: str
-    patch_id: str
+    tree: str  # same parent and same tree: the same change (how duplicates are found)
     hypothesis: str
     tokens_in: int = 0
     tokens_out: int = 0

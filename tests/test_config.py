@@ -52,53 +52,43 @@ def test_valid_config_gets_defaults(tmp_path: Path) -> None:
         "minimize", [], StopSpec(max_trials=100, hours=None, target_metric=None))
 
 
-def test_unknown_top_level_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID + "bogus: 1\n")
-    assert _error(path) == (f"{path}: unknown key 'bogus'; allowed keys here: "
-                            "name, target, program, workers, proposer, acceptance, stop")
+# (how VALID is broken, the message after "<path>: ")
+BAD_CONFIGS = {
+    "unknown-top-level-key": (
+        lambda v: v + "bogus: 1\n",
+        "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
+        "acceptance, stop"),
+    "unknown-nested-key": (
+        lambda v: v + "  bogus: 1\n",
+        "unknown key 'target.bogus'; allowed keys here: repo, editable, readonly, run, metric, "
+        "budget_s, timeout_s, guard, max_log_bytes"),
+    "unknown-doubly-nested-key": (
+        lambda v: v.replace("{name: score}", "{name: score, bogus: 1}"),
+        "unknown key 'target.metric.bogus'; allowed keys here: name, direction"),
+    "unknown-key-in-optional-section": (
+        lambda v: v + "stop: {bogus: 1}\n",
+        "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric"),
+    "missing-required-key": (
+        lambda v: v.replace("  run: python train.py\n", ""),
+        "missing required key 'target.run'"),
+    "wrong-type": (
+        lambda v: v + "workers: {count: many}\n",
+        "key 'workers.count': Input should be a valid integer, unable to parse string as an "
+        "integer (got 'many')"),
+    "wrong-literal": (
+        lambda v: v.replace("{name: score}", "{name: score, direction: up}"),
+        "key 'target.metric.direction': Input should be 'minimize' or 'maximize' (got 'up')"),
+    "timeout-shorter-than-budget": (
+        lambda v: v.replace("timeout_s: 2", "timeout_s: 0.5"),
+        "key 'target': timeout_s (0.5) must be >= budget_s (1.0)"),
+}
 
 
-def test_unknown_nested_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID + "  bogus: 1\n")
-    assert _error(path) == (f"{path}: unknown key 'target.bogus'; allowed keys here: repo, "
-                            "editable, readonly, run, metric, budget_s, timeout_s, guard, "
-                            "max_log_bytes")
-
-
-def test_unknown_doubly_nested_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace("{name: score}", "{name: score, bogus: 1}"))
-    assert _error(path) == (f"{path}: unknown key 'target.metric.bogus'; "
-                            "allowed keys here: name, direction")
-
-
-def test_unknown_key_in_optional_section(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID + "stop: {bogus: 1}\n")
-    assert _error(path) == (f"{path}: unknown key 'stop.bogus'; "
-                            "allowed keys here: max_trials, hours, target_metric")
-
-
-def test_missing_required_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace("  run: python train.py\n", ""))
-    assert _error(path) == f"{path}: missing required key 'target.run'"
-
-
-def test_wrong_type(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID + "workers: {count: many}\n")
-    assert _error(path) == (f"{path}: key 'workers.count': Input should be a valid integer, "
-                            "unable to parse string as an integer (got 'many')")
-
-
-def test_wrong_literal(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace("{name: score}", "{name: score, direction: up}"))
-    assert _error(path) == (f"{path}: key 'target.metric.direction': "
-                            "Input should be 'minimize' or 'maximize' (got 'up')")
-
-
-def test_timeout_shorter_than_budget_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace("timeout_s: 2", "timeout_s: 0.5"))
-    message = _error(path)
-    assert message == f"{path}: key 'target': timeout_s (0.5) must be >= budget_s (1.0)"
-    assert "\n" not in message
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_a_bad_config_is_one_line_naming_the_file_and_the_key(tmp_path: Path, case: str) -> None:
+    breaks, message = BAD_CONFIGS[case]
+    path = _write(tmp_path, breaks(VALID))
+    assert _error(path) == f"{path}: {message}"
 
 
 def test_timeout_equal_to_budget_is_allowed(tmp_path: Path) -> None:
@@ -150,32 +140,27 @@ def test_load_config_applies_overrides(tmp_path: Path) -> None:
     assert (config.workers.count, config.stop.hours) == (8, None)
 
 
-def test_invalid_override_names_the_command_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("override", "message"), [
+    ({"stop.max_trials": 0},
+     "key 'stop.max_trials': Input should be greater than or equal to 1 (got 0)"),
+    ({"stop.bogus": 1},
+     "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric"),
+    ({"bogus.x": 1},
+     "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
+     "acceptance, stop"),
+], ids=["invalid-value", "unknown-key", "unknown-section"])
+def test_a_bad_override_is_one_line_naming_the_command_line(
+        tmp_path: Path, override: dict, message: str) -> None:
     config = load_config(_write(tmp_path, VALID))
     with pytest.raises(ConfigError) as caught:
-        config.with_overrides({"stop.max_trials": 0})
-    assert str(caught.value) == ("<command line>: key 'stop.max_trials': "
-                                 "Input should be greater than or equal to 1 (got 0)")
-
-
-def test_unknown_override_key_names_the_command_line(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, VALID))
-    with pytest.raises(ConfigError) as caught:
-        config.with_overrides({"stop.bogus": 1})
-    assert str(caught.value) == ("<command line>: unknown key 'stop.bogus'; "
-                                 "allowed keys here: max_trials, hours, target_metric")
+        config.with_overrides(override)
+    assert str(caught.value) == f"<command line>: {message}"
 
 
 def test_with_overrides_reaches_three_levels(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, VALID))
     changed = config.with_overrides({"target.metric.direction": "maximize"})
     assert changed.target.metric.direction == "maximize"
-
-
-def test_unknown_override_section_is_a_config_error(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, VALID))
-    with pytest.raises(ConfigError):
-        config.with_overrides({"bogus.x": 1})
 
 
 def test_directory_instead_of_file_is_a_config_error(tmp_path: Path) -> None:

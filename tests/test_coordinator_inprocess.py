@@ -313,7 +313,7 @@ class Driver:
         commit, tree = self.space.commit_on(parent, files, hypothesis)
         bundle = self.space.bundle(commit, parent)
         assert bundle is not None
-        return CandidateInfo(worker, parent, commit, tree, tree, hypothesis), bundle
+        return CandidateInfo(worker, parent, commit, tree, hypothesis), bundle
 
     def propose(self, worker: str, *replacements: tuple[str, str]) -> tuple[str, CandidateInfo, bytes]:
         info, bundle = self.craft(worker, {"train.py": list(replacements)})
@@ -510,7 +510,7 @@ def test_begin_candidate_retried_by_its_worker_gives_the_same_trial(driver: Driv
 
 def test_a_candidate_that_changes_nothing_is_a_duplicate(driver: Driver) -> None:
     best = driver.coord.state.best
-    info = CandidateInfo("w1", best.commit, "e" * 40, best.tree, best.tree, "no change at all")
+    info = CandidateInfo("w1", best.commit, "e" * 40, best.tree, "no change at all")
     trial, refusal = driver.coord.begin_candidate(info)
     assert refusal == "duplicate" and driver.status_of(trial) == "duplicate"
     assert driver.coord.state.evaluations == 0

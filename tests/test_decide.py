@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from coordinator.decide import (
-    Assignment, Judgement, assign, budget_spent, next_judgement, recent_trials, stop_reason,
+    Assignment, Judgement, assign, budget_spent, checked_status, next_judgement, recent_trials,
+    stop_reason,
 )
 from coordinator.state import BestRecord, SwarmState, TrialRecord
 from swarm.config import AcceptanceSpec, StopSpec
+from swarm.types import TrialOutcome
 
 ACCEPT = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=1)
 AT_ONCE = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=0)
@@ -63,7 +65,7 @@ def candidate(trial: str, worker: str, metric: float | None, commit: str = "", t
     """A candidate started and, unless metric is None, finished ok."""
     n = trial[-1]
     events = [started(trial, "candidate", worker, commit or f"c{n}", tree or f"t{n}", parent,
-                      hypothesis=f"h{n}", patch_id=f"p{n}", **extra)]
+                      hypothesis=f"h{n}", **extra)]
     return events + ([finished(trial, metric=metric)] if metric is not None else [])
 
 
@@ -101,8 +103,8 @@ def test_trial_started_records_trial_in_flight() -> None:
     state = replay(START, candidate("00001", "w1", None, cost_usd=0.25))
     assert state.trials["00001"] == TrialRecord(
         id="00001", kind="candidate", worker="w1", commit="c1", tree="t1", parent="c0",
-        session="s1", hypothesis="h1", patch_id="p1", cost_usd=0.25)
-    assert (state.inflight, state.tried, state.cost_usd) == ({"00001": "w1"}, {"c0": {"p1"}}, 0.25)
+        session="s1", hypothesis="h1", cost_usd=0.25)
+    assert (state.inflight, state.tried, state.cost_usd) == ({"00001": "w1"}, {"c0": {"t1"}}, 0.25)
 
 
 def test_trial_finished_records_result() -> None:
@@ -334,41 +336,24 @@ def test_nothing_to_judge() -> None:
     assert next_judgement(replay(START, BASELINES), ACCEPT, "minimize") is None
 
 
-def test_beating_best_beyond_noise_is_promising() -> None:
-    state = replay(START, BASELINES, candidate("00004", "w0", 0.25))
-    assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00004", "promising", reference=1.0, required=0.5, improvement=0.75, runs=1)
+STRICT = AcceptanceSpec(min_delta=0.8, noise_k=2.0, baseline_runs=3, confirm_runs=1)
 
 
-def test_beating_best_without_confirmations_is_accepted() -> None:
-    state = replay(START, BASELINES, candidate("00004", "w0", 0.25))
-    assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
-        "00004", "accept", reference=1.0, required=0.5, improvement=0.75, runs=1)
-
-
-def test_beating_best_by_exactly_the_margin_is_discarded() -> None:
-    state = replay(START, BASELINES, candidate("00004", "w0", 0.5))
-    assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00004", "discard", reference=1.0, required=0.5, improvement=0.5, runs=1)
-
-
-def test_min_delta_above_noise_sets_the_margin() -> None:
-    strict = AcceptanceSpec(min_delta=0.8, noise_k=2.0, baseline_runs=3, confirm_runs=1)
-    state = replay(START, BASELINES, candidate("00004", "w0", 0.25))
-    assert next_judgement(state, strict, "minimize") == Judgement(
-        "00004", "discard", reference=1.0, required=0.8, improvement=0.75, runs=1)
-
-
-def test_maximize_higher_is_promising() -> None:
-    state = replay(START, BASELINES, candidate("00004", "w0", 1.75))
-    assert next_judgement(state, ACCEPT, "maximize") == Judgement(
-        "00004", "promising", reference=1.0, required=0.5, improvement=0.75, runs=1)
-
-
-def test_maximize_lower_is_discarded() -> None:
-    state = replay(START, BASELINES, candidate("00004", "w0", 0.25))
-    assert next_judgement(state, ACCEPT, "maximize") == Judgement(
-        "00004", "discard", reference=1.0, required=0.5, improvement=-0.75, runs=1)
+# Best's baselines: mean 1.0, pooled spread 0.25, so with noise_k=2 the margin is 0.5.
+@pytest.mark.parametrize(("metric", "acceptance", "direction", "verdict", "required", "gain"), [
+    (0.25, ACCEPT, "minimize", "promising", 0.5, 0.75),   # beyond the noise: confirm it
+    (0.25, AT_ONCE, "minimize", "accept", 0.5, 0.75),     # confirm_runs 0: accepted at once
+    (0.5, ACCEPT, "minimize", "discard", 0.5, 0.5),       # exactly the margin is not enough
+    (0.25, STRICT, "minimize", "discard", 0.8, 0.75),     # min_delta above the noise rules
+    (1.75, ACCEPT, "maximize", "promising", 0.5, 0.75),
+    (0.25, ACCEPT, "maximize", "discard", 0.5, -0.75),
+], ids=["promising", "accept-at-once", "margin-exactly", "min-delta", "max-higher", "max-lower"])
+def test_a_candidate_on_best_is_judged_against_the_margin(
+        metric: float, acceptance: AcceptanceSpec, direction: str, verdict: str, required: float,
+        gain: float) -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", metric))
+    assert next_judgement(state, acceptance, direction) == Judgement(
+        "00004", verdict, reference=1.0, required=required, improvement=gain, runs=1)
 
 
 def test_candidate_is_deferred_until_its_parent_has_a_sample() -> None:
@@ -627,3 +612,17 @@ def test_a_best_whose_baselines_keep_crashing_is_not_re_run_forever() -> None:
     assert next_judgement(state, ACCEPT, "minimize").verdict == "promising"  # on the one run
     assert assign(replay(START, ok, crashed[:6], waiting), "w0", LIVE, ACCEPT, None,
                   winding_down=True).kind == "baseline"  # 4 tried: one more retry is owed
+
+
+@pytest.mark.parametrize(("status", "metric", "expected"), [
+    ("ok", 0.5, ("ok", "")),
+    ("ok", None, ("no_metric", "reported ok without a finite metric (None)")),
+    ("ok", float("inf"), ("no_metric", "reported ok without a finite metric (inf)")),
+    ("crash", None, ("crash", "exit code 1")),
+    ("duplicate", None, ("crash", "the worker reported an unknown status 'duplicate'")),
+    ("exploded", None, ("crash", "the worker reported an unknown status 'exploded'")),
+])
+def test_a_report_that_contradicts_itself_is_not_taken_at_its_word(
+        status: str, metric: float | None, expected: tuple[str, str]) -> None:
+    reason = "exit code 1" if status == "crash" else ""
+    assert checked_status(TrialOutcome("00001", "w0", status, metric, reason=reason)) == expected

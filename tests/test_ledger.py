@@ -48,11 +48,16 @@ def test_ledger_creates_missing_parent_directories(tmp_path: Path) -> None:
     assert path.read_text() == ""
 
 
-def test_opening_drops_a_torn_last_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("on_disk", "kept"), [
+    ('{"event":"a"}\n{"event":"b"}\n{"event":"c","tri', '{"event":"a"}\n{"event":"b"}\n'),
+    ('{"event":"a"', ""),  # a lone torn line
+    ('{"event":"a"}\n{"event":"b"}\n', '{"event":"a"}\n{"event":"b"}\n'),  # nothing torn
+], ids=["torn-last-line", "lone-torn-line", "complete"])
+def test_opening_drops_only_a_torn_last_line(tmp_path: Path, on_disk: str, kept: str) -> None:
     path = tmp_path / "ledger.jsonl"
-    path.write_text('{"event":"a"}\n{"event":"b"}\n{"event":"c","tri')
+    path.write_text(on_disk)
     Ledger(path).close()
-    assert path.read_text() == '{"event":"a"}\n{"event":"b"}\n'
+    assert path.read_text() == kept
 
 
 def test_events_before_a_torn_line_survive_and_appends_follow_them(tmp_path: Path) -> None:
@@ -62,20 +67,6 @@ def test_events_before_a_torn_line_survive_and_appends_follow_them(tmp_path: Pat
     ledger.append({"event": "d"})
     ledger.close()
     assert [e["event"] for e in read_events(path)] == ["a", "b", "d"]
-
-
-def test_opening_drops_a_lone_torn_line(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_text('{"event":"a"')
-    Ledger(path).close()
-    assert path.read_text() == ""
-
-
-def test_opening_keeps_a_complete_ledger(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    path.write_text('{"event":"a"}\n{"event":"b"}\n')
-    Ledger(path).close()
-    assert path.read_text() == '{"event":"a"}\n{"event":"b"}\n'
 
 
 def test_corrupt_middle_line_names_path_and_line(tmp_path: Path) -> None:
@@ -110,3 +101,12 @@ def test_read_events_skips_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     path.write_text('{"event":"a"}\n{"event":"b"}\n{"event":"c","tri')
     assert list(read_events(path)) == [{"event": "a"}, {"event": "b"}]
+
+
+def test_create_writes_the_first_event_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger.create(path, {"event": "run_started"})
+    ledger.append({"event": "session_started"})
+    ledger.close()
+    assert [e["event"] for e in read_events(path)] == ["run_started", "session_started"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.jsonl"]  # no scratch left

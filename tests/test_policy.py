@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarm.policy import Verdict, improvement, judge, margin, mean, pooled_spread
+from swarm.policy import improvement, margin, mean, pooled_spread
 
 
 def test_improvement_minimize_is_reference_minus_value() -> None:
@@ -59,27 +59,3 @@ def test_margin_is_min_delta_when_larger() -> None:
 
 def test_margin_zero_without_spread_or_min_delta() -> None:
     assert margin(0.0, 2.0, None) == 0.0
-
-
-def test_judge_beyond_margin_is_promising() -> None:
-    assert judge(0.25, 1.0, "minimize", 0.5) is Verdict.PROMISING
-
-
-def test_judge_equal_to_margin_is_discard() -> None:
-    assert judge(0.5, 1.0, "minimize", 0.5) is Verdict.DISCARD
-
-
-def test_judge_equal_to_reference_with_zero_margin_is_discard() -> None:
-    assert judge(1.0, 1.0, "minimize", 0.0) is Verdict.DISCARD
-
-
-def test_judge_maximize_beyond_margin_is_promising() -> None:
-    assert judge(1.75, 1.0, "maximize", 0.5) is Verdict.PROMISING
-
-
-def test_judge_maximize_lower_is_discard() -> None:
-    assert judge(0.25, 1.0, "maximize", 0.0) is Verdict.DISCARD
-
-
-def test_verdict_values_are_their_ledger_strings() -> None:
-    assert [v.value for v in Verdict] == ["promising", "discard"]

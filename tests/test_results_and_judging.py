@@ -236,3 +236,19 @@ def test_matching_paths_globs_cross_directories() -> None:
     assert matching_paths(paths, ["Train.py"]) == []  # case-sensitive
     assert matching_paths(paths, ["t?ain.py", "data.[tx]xt"]) == ["train.py", "data.txt"]
     assert matching_paths(paths, []) == []
+
+
+def test_a_failed_guard_takes_a_good_runs_metric_away() -> None:
+    assert classify_run(run_result("---\nscore: 0.5\n"), "score", guard_exit=1) == (
+        "guard_failed", None, {"score": 0.5}, "guard exit code 1")
+    assert classify_run(run_result("---\nscore: 0.5\n"), "score", guard_exit=0)[:2] == ("ok", 0.5)
+
+
+def test_a_readonly_file_changed_by_the_run_takes_its_metric_away() -> None:
+    tampered = "readonly file prepare.py differs from its recorded hash"
+    assert classify_run(run_result("---\nscore: 0.5\n"), "score", tampered=tampered) == (
+        "out_of_scope", None, {"score": 0.5}, f"{tampered} after the run")
+
+
+def test_a_crash_stays_a_crash_whatever_the_guard_or_readonly_files_say() -> None:
+    assert classify_run(run_result("boom", 3), "score", guard_exit=1, tampered="x")[0] == "crash"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from swarm import gitops
 from swarm.config import SwarmConfig
 from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
-from swarm.sandbox import run_sandboxed, scrubbed_env
+from swarm.sandbox import SandboxResult, run_sandboxed, scrubbed_env
 from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
 from swarm.scope import readonly_violation, scope_violation
 from workers.judging import classify_run
@@ -97,7 +97,7 @@ class WorkerLoop:
         if unit.action == "propose":
             self.avoid = unit.avoid
             return self._propose_and_run(unit.commit)
-        self.client.report(self._evaluate(unit.trial_id, unit.commit, kind=unit.kind))
+        self.client.report(self._evaluate(unit.trial_id, unit.commit))
         return 1
 
     # -- proposing ------------------------------------------------------------------------
@@ -109,12 +109,12 @@ class WorkerLoop:
             return 0
         proposal = candidate.proposal
         info = CandidateInfo(self.id, candidate.parent, candidate.commit, candidate.tree,
-                             candidate.tree, proposal.hypothesis, proposal.tokens_in,
-                             proposal.tokens_out, proposal.cost_usd)
+                             proposal.hypothesis, proposal.tokens_in, proposal.tokens_out,
+                             proposal.cost_usd)
         trial_id, refusal = self.client.begin_candidate(info)
         if refusal:
             return 0
-        outcome = self._evaluate(trial_id, candidate.commit, kind="candidate", parent=parent)
+        outcome = self._evaluate(trial_id, candidate.commit, parent=parent)
         self.client.report(outcome)
         return 1
 
@@ -157,7 +157,7 @@ class WorkerLoop:
 
     # -- evaluating -----------------------------------------------------------------------
 
-    def _evaluate(self, trial_id: str, commit: str, kind: str | None, parent: str = "") -> TrialOutcome:
+    def _evaluate(self, trial_id: str, commit: str, parent: str = "") -> TrialOutcome:
         bundle = self.space.bundle(commit, parent) if parent else None
         refusal = self._refusal(commit, parent)
         if refusal:
@@ -165,11 +165,11 @@ class WorkerLoop:
                                 hardware=self.where["hardware"])
         if self.have and self.prepared is None:  # prepared while the experiment runs
             self.prepared = self._pool.submit(self._propose, self.have, self.avoid)
-        status, metric, metrics, reason, seconds, log = self._run_experiment(trial_id)
+        result, guard_exit, log = self._run_experiment(trial_id)
         tampered = readonly_violation(self.readonly_hashes, self._readonly_now())
-        if tampered and status == "ok":
-            status, metric, reason = "out_of_scope", None, tampered + " after the run"
-        return TrialOutcome(trial_id, self.id, status, metric, metrics, seconds,
+        status, metric, metrics, reason = classify_run(
+            result, self.config.target.metric.name, guard_exit=guard_exit, tampered=tampered)
+        return TrialOutcome(trial_id, self.id, status, metric, metrics, result.seconds,
                             self.where["hardware"], reason, log, bundle)
 
     def _refusal(self, commit: str, parent: str) -> str | None:
@@ -184,22 +184,21 @@ class WorkerLoop:
     def _readonly_now(self) -> dict[str, str]:
         return gitops.file_hashes(self.space.checkout, list(self.readonly_hashes))
 
-    def _run_experiment(self, trial_id: str) -> tuple[str, float | None, dict, str, float, str]:
+    def _run_experiment(self, trial_id: str) -> tuple[SandboxResult, int | None, str]:
+        """The experiment's result, the guard's exit code (None when it did not run), the log."""
         target = self.config.target
         log_path = self.space.logs / f"{trial_id}.log"
         result = run_sandboxed(target.run, cwd=self.space.checkout, log_path=log_path,
                                timeout_s=target.timeout_s, env=self._env(trial_id),
                                max_log_bytes=target.max_log_bytes)
-        status, metric, metrics, reason = classify_run(result, target.metric.name)
-        if status == "ok" and target.guard:
-            guard = run_sandboxed(target.guard, cwd=self.space.checkout,
-                                  log_path=self.space.logs / f"{trial_id}.guard.log",
-                                  timeout_s=target.timeout_s, env=self._env(trial_id))
-            if guard.exit_code != 0:
-                status, metric, reason = "guard_failed", None, f"guard exit code {guard.exit_code}"
+        guard_exit = None
+        if target.guard and classify_run(result, target.metric.name)[0] == "ok":
+            guard_exit = run_sandboxed(target.guard, cwd=self.space.checkout,
+                                       log_path=self.space.logs / f"{trial_id}.guard.log",
+                                       timeout_s=target.timeout_s, env=self._env(trial_id)).exit_code
         log = log_path.read_text(errors="replace")
         log_path.unlink(missing_ok=True)  # the coordinator keeps the copy in runs/<name>/logs/
-        return status, metric, metrics, reason, result.seconds, log
+        return result, guard_exit, log
 
     def _env(self, trial_id: str) -> dict[str, str]:
         # The worker's own interpreter first on PATH, so `python train.py` finds the project's deps.
