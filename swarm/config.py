@@ -5,11 +5,12 @@ Precedence is one rule: command-line overrides > YAML > model defaults.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from swarm.errors import ConfigError
 
@@ -17,6 +18,10 @@ __all__ = [
     "MetricSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
     "StopSpec", "SwarmConfig", "load_config",
 ]
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_ENV = frozenset({"HOME", "PATH", "PYTHONUNBUFFERED"})
 
 
 class _Strict(BaseModel):
@@ -38,6 +43,19 @@ class TargetSpec(_Strict):
     timeout_s: float = Field(gt=0, description="hard kill of the experiment's whole process group")
     guard: str | None = Field(default=None, description="command that must exit 0 for a trial to count")
     max_log_bytes: int = Field(default=2_000_000, gt=1000)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra environment of the experiment; ~ and $VAR expand on each worker's machine")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, digits, _)")
+            if name in _RESERVED_ENV or name.startswith("SWARM_"):
+                raise ValueError(f"{name} is set by the worker itself and cannot be overridden")
+        return env
 
     @model_validator(mode="after")
     def _timeout_covers_budget(self) -> "TargetSpec":

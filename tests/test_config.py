@@ -61,7 +61,7 @@ BAD_CONFIGS = {
     "unknown-nested-key": (
         lambda v: v + "  bogus: 1\n",
         "unknown key 'target.bogus'; allowed keys here: repo, editable, readonly, run, metric, "
-        "budget_s, timeout_s, guard, max_log_bytes"),
+        "budget_s, timeout_s, guard, max_log_bytes, env"),
     "unknown-doubly-nested-key": (
         lambda v: v.replace("{name: score}", "{name: score, bogus: 1}"),
         "unknown key 'target.metric.bogus'; allowed keys here: name, direction"),
@@ -81,6 +81,12 @@ BAD_CONFIGS = {
     "timeout-shorter-than-budget": (
         lambda v: v.replace("timeout_s: 2", "timeout_s: 0.5"),
         "key 'target': timeout_s (0.5) must be >= budget_s (1.0)"),
+    "env-name-not-a-variable": (
+        lambda v: v + "  env: {ML-DATA: x}\n",
+        "key 'target.env': 'ML-DATA' is not an environment variable name (letters, digits, _)"),
+    "env-overrides-what-the-worker-sets": (
+        lambda v: v + "  env: {SWARM_BUDGET_S: '9'}\n",
+        "key 'target.env': SWARM_BUDGET_S is set by the worker itself and cannot be overridden"),
 }
 
 

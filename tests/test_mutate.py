@@ -30,6 +30,9 @@ NAME = "run"
 X, Y = 1, 2
 A = B = 3
 ONLY = "a"  # choices: a
+SEED = 42  # fixed: a lucky seed is noise
+VOCAB = 256  # Fixed
+WIDTH = 64  # not fixed, just a comment
 TAG = "x # choices: x, y"
 if math.pi > 3:
     INSIDE = 1
@@ -47,6 +50,7 @@ EXPECTED = [
     Tunable("m.py", "WEIGHT_DECAY", 8, 15, 19, 3e-4, None),
     Tunable("m.py", "OPTIMIZER", 9, 12, 17, "sgd", ("sgd", "adam", "momentum")),
     Tunable("m.py", "HEADS", 10, 8, 9, 8, (4, 8, 16)),
+    Tunable("m.py", "WIDTH", 21, 8, 10, 64, None),
 ]
 
 

@@ -192,3 +192,13 @@ def test_a_dead_worker_takes_its_experiments_grandchildren_with_it(tmp_path: Pat
     worker.wait()
     assert _gone(leader, within_s=5.0)
     assert _gone(grandchild, within_s=5.0)
+
+
+def test_target_env_expands_home_and_variables_of_the_workers_machine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.loop import expanded_env
+
+    monkeypatch.setenv("HOME", "/home/ada")
+    monkeypatch.setenv("CORPUS", "kjv")
+    assert expanded_env({"DATA": "~/.cache/$CORPUS", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET"}) == {
+        "DATA": "/home/ada/.cache/kjv", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET"}

@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,9 +205,16 @@ class WorkerLoop:
         # The worker's own interpreter first on PATH, so `python train.py` finds the project's deps.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         return scrubbed_env(os.environ, {
+            **expanded_env(self.config.target.env),
             "HOME": str(self.space.home), "PATH": path, "PYTHONUNBUFFERED": "1",
             "SWARM_BUDGET_S": f"{self.config.target.budget_s:g}", "SWARM_TRIAL_ID": trial_id,
             "SWARM_WORKER_ID": self.id})
+
+
+def expanded_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The target's extra variables with ~ and $VAR expanded here, on this worker's machine,
+    before HOME moves to the scratch directory (so `~/.cache/...` means the real cache)."""
+    return {name: os.path.expanduser(os.path.expandvars(value)) for name, value in env.items()}
 
 
 def _add_costs(total: Proposal, more: Proposal | ProposalFailure) -> Proposal:

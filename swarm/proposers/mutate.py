@@ -23,6 +23,9 @@ ZERO_FLOAT_STEPS: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _CHOICES = re.compile(r"\bchoices:\s*(.*)$", re.IGNORECASE)
+# `# fixed` pins a constant that looks tunable but must not move (a seed, a vocabulary size):
+# a seed that "wins" is noise that got lucky.
+_FIXED = re.compile(r"#\s*fixed\b", re.IGNORECASE)
 _NOTHING_TUNABLE = (
     "nothing to mutate: none of the editable files ({paths}) has a top-level UPPER_CASE "
     "numeric constant or a constant with a `# choices: a, b, c` comment (only .py files are read)"
@@ -155,6 +158,8 @@ def _tunable(path: str, node: ast.stmt, comments: dict[int, str]) -> Tunable | N
         return None
     literal = _node_literal(value)
     if literal is None or value.end_col_offset is None:
+        return None
+    if _FIXED.match(comments.get(node.lineno, "")):
         return None
     choices = _choices(comments.get(node.lineno, ""), literal)
     if not _is_tunable(literal, choices):
