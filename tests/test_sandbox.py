@@ -200,5 +200,10 @@ def test_target_env_expands_home_and_variables_of_the_workers_machine(
 
     monkeypatch.setenv("HOME", "/home/ada")
     monkeypatch.setenv("CORPUS", "kjv")
-    assert expanded_env({"DATA": "~/.cache/$CORPUS", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET"}) == {
-        "DATA": "/home/ada/.cache/kjv", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET"}
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    assert expanded_env({
+        "DATA": "~/.cache/$CORPUS", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET",
+        "SET_WINS": "${CORPUS:-~/default}", "DEFAULT": "${NOPE_NOT_SET:-~/default}",
+    }) == {
+        "DATA": "/home/ada/.cache/kjv", "PLAIN": "x", "UNSET": "$NOPE_NOT_SET",
+        "SET_WINS": "kjv", "DEFAULT": "/home/ada/default"}

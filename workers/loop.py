@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -211,10 +212,16 @@ class WorkerLoop:
             "SWARM_WORKER_ID": self.id})
 
 
+_WITH_DEFAULT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
+
+
 def expanded_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The target's extra variables with ~ and $VAR expanded here, on this worker's machine,
-    before HOME moves to the scratch directory (so `~/.cache/...` means the real cache)."""
-    return {name: os.path.expanduser(os.path.expandvars(value)) for name, value in env.items()}
+    """The target's extra variables with ${VAR:-default}, $VAR and ~ expanded here, on this
+    worker's machine, before HOME moves to the scratch directory (so `~/.cache` is the real one)."""
+    def expand(value: str) -> str:
+        value = _WITH_DEFAULT.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), value)
+        return os.path.expanduser(os.path.expandvars(value))
+    return {name: expand(value) for name, value in env.items()}
 
 
 def _add_costs(total: Proposal, more: Proposal | ProposalFailure) -> Proposal:
