@@ -29,10 +29,15 @@ def results_rows(state: SwarmState, metric_name: str) -> list[list[str]]:
         if trial.status is None:
             continue
         metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
-        memory = trial.metrics.get("peak_vram_mb", 0.0) / 1024
+        memory = _memory_mb(trial.metrics) / 1024
         rows.append([trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
                      _description(trial), trial.id, trial.worker])
     return rows
+
+
+def _memory_mb(metrics: dict[str, float]) -> float:
+    """GPU memory where the experiment reports it, else its peak RSS (a CPU target's memory)."""
+    return metrics.get("peak_vram_mb") or metrics.get("peak_rss_mb") or 0.0
 
 
 def write_results(path: Path, rows: list[list[str]]) -> None:

@@ -93,6 +93,12 @@ EVENTS = [
 ]
 
 
+def test_memory_column_falls_back_to_peak_rss_when_there_is_no_gpu_memory() -> None:
+    events = [*EVENTS[:3], {"event": "trial_finished", "trial": "00001", "status": "ok", "metric": 3.1,
+                            "metrics": {"val_bpb": 3.1, "peak_vram_mb": 0.0, "peak_rss_mb": 2560.0}}]
+    assert results_rows(replay(events), "val_bpb")[1][:4] == ["c0ffee0", "3.100000", "2.5", "baseline"]
+
+
 def test_results_rows_header_uses_the_metric_name() -> None:
     assert results_rows(replay(EVENTS[:2]), "val_bpb") == [
         ["commit", "val_bpb", "memory_gb", "status", "description", "trial", "worker"]]
