@@ -76,7 +76,7 @@ VOCAB_SIZE = 256  # bytes; token 0 (NUL, absent from text) marks the start of ea
 BOS = 0
 VAL_FRACTION = 0.08  # share of the corpus's bytes held out, in whole documents
 CAUSALITY_TOL = 1e-3  # nats: how far a prediction may move when only later tokens change
-CHECKED_FRACTION = 0.25  # share of evaluation batches re-run with spliced futures (at least 2)
+CHECKED_FRACTION = 0.5  # share of evaluation batches re-run with spliced futures (at least 2)
 ISOLATION = os.environ.get("ML_TARGET_ISOLATION", "namespaces")  # or "none": see README
 # Training and evaluation run on the same device, so the sealed graph's device arguments hold.
 DEVICE = torch.device("cuda" if PROFILE == "gpu" and torch.cuda.is_available() else "cpu")
@@ -265,7 +265,9 @@ def evaluate_bpb(model, val: torch.Tensor, profile: Profile, device: torch.devic
     Windows are shuffled, so a batch's rows are unrelated text. A checked batch is run a second
     time with each row's tokens after a random cut replaced by another window's, and the rows in
     another order: a causal model gives the same predictions before every cut. The model is a
-    stateless graph, so it cannot tell a checked batch from any other."""
+    stateless graph, given both inputs as fresh contiguous tensors holding nothing else, so it
+    cannot tell the second run from the first. It is checked for unchanged weights after every
+    call, and non-finite logits fail the trial."""
     T, B = profile.max_seq_len, profile.eval_batch
     n_windows = min(profile.eval_tokens, len(val) - 1) // T
     if n_windows < 1:
@@ -280,7 +282,7 @@ def evaluate_bpb(model, val: torch.Tensor, profile: Profile, device: torch.devic
         rows = windows[b * B:(b + 1) * B]
         real = len(rows)
         if real < B:  # the graph has a fixed batch: pad with other windows, score only the real
-            rows = torch.cat([rows, windows[: B - real]])
+            rows = torch.cat([rows, windows[torch.arange(B - real) % n_windows]])
         rows = rows.to(device)
         logprobs = _logprobs(model, rows[:, :-1], B, T)
         if b in checked:
@@ -292,18 +294,29 @@ def evaluate_bpb(model, val: torch.Tensor, profile: Profile, device: torch.devic
         nats -= (picked * (weight > 0)).sum().item()
         n_bytes += int(weight.sum().item())
         n_tokens += int((weight > 0).sum().item())
-    if worst > CAUSALITY_TOL:
+    if not worst <= CAUSALITY_TOL:
         raise NotCausal(f"the model is not causal: replacing the tokens after a position changed "
                         f"predictions before it by up to {worst:.3g} nats (allowed {CAUSALITY_TOL:g})")
     return Evaluation(nats / (math.log(2) * n_bytes), n_tokens, n_checked, worst)
 
 
 def _logprobs(model, inputs: torch.Tensor, B: int, T: int) -> torch.Tensor:
-    with torch.no_grad():
-        logits = model(inputs)
-    if tuple(logits.shape) != (B, T, VOCAB_SIZE):
-        raise SealError(f"the model returned logits of shape {tuple(logits.shape)}, "
+    """The model's log-probabilities for inputs, given as a fresh tensor that holds only them
+    (a view into the windows would let the graph read the targets beside it)."""
+    try:
+        with torch.no_grad():
+            logits = model(inputs.clone(memory_format=torch.contiguous_format))
+    except SealError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (whatever the graph does wrong, it is the model's fault)
+        raise SealError(f"the model failed during evaluation: {exc.__class__.__name__}: {exc}"[:500]) from exc
+    if hasattr(model, "assert_unchanged"):
+        model.assert_unchanged()
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (B, T, VOCAB_SIZE):
+        raise SealError(f"the model returned logits of shape {tuple(getattr(logits, 'shape', ()))}, "
                         f"expected {(B, T, VOCAB_SIZE)}")
+    if not torch.isfinite(logits).all():
+        raise SealError("the model returned non-finite logits (inf or nan)")
     return F.log_softmax(logits.float(), dim=-1)
 
 
@@ -331,14 +344,19 @@ def run_trial(profile_name: str, train_script: str) -> int:
     meta = load_meta()
     hidden = [DATA_DIR / HELDOUT_DIR, *map(Path, meta.get("hide", []))]
     with tempfile.TemporaryDirectory(prefix="ml_target_") as out:
-        env = {**os.environ, OUT_ENV: out, "ML_TARGET_PROFILE": profile_name,
-               "SWARM_BUDGET_S": f"{TIME_BUDGET:g}", "ML_TARGET_DATA": str(DATA_DIR)}
+        # The jail's file system is read-only but for `out`: train.py's scratch space lives there.
+        scratch = {name: str(Path(out) / name.lower()) for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME")}
+        for path in scratch.values():
+            Path(path).mkdir()
+        env = {**os.environ, **scratch, OUT_ENV: out, "ML_TARGET_PROFILE": profile_name,
+               "SWARM_BUDGET_S": f"{TIME_BUDGET:g}", "ML_TARGET_DATA": str(DATA_DIR),
+               "PYTHONDONTWRITEBYTECODE": "1"}
         command = [sys.executable, train_script]
         isolated = ISOLATION != "none"
         if isolated:
             from jail import JailUnavailable, jailed_command
             try:
-                command = jailed_command(command, [p.resolve() for p in hidden])
+                command = jailed_command(command, [p.resolve() for p in hidden], Path(out))
             except JailUnavailable as exc:
                 print(f"error: cannot jail the training phase: {exc}; set ML_TARGET_ISOLATION=none to "
                       f"run without hiding the held-out data (train.py could then read it)")
@@ -357,8 +375,7 @@ def run_trial(profile_name: str, train_script: str) -> int:
         device = DEVICE
         try:
             model = load_sealed(Path(out) / "model", device)
-            val = torch.from_numpy(np.fromfile(DATA_DIR / HELDOUT_DIR / VAL_FILE, dtype=np.uint8).astype(np.int64))
-            result = evaluate_bpb(model, val, profile, device, np.random.default_rng())
+            result = evaluate_bpb(model, load_val(meta), profile, device, np.random.default_rng())
         except (SealError, NotCausal) as exc:
             print(f"error: {exc}")
             return 4
@@ -380,6 +397,15 @@ def run_trial(profile_name: str, train_script: str) -> int:
     return 0
 
 
+def load_val(meta: dict) -> torch.Tensor:
+    """The held-out tokens, refused if they are not the bytes prepare.py wrote."""
+    raw = (DATA_DIR / HELDOUT_DIR / VAL_FILE).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != meta["val_sha256"]:
+        raise SystemExit(f"{DATA_DIR / HELDOUT_DIR / VAL_FILE} changed since it was prepared; "
+                         f"run `python ml_target/prepare.py --force`")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
+
+
 def _run_training(command: list[str], env: dict[str, str], deadline_s: float) -> int | None:
     """Runs the training phase with its output indented; its exit code, or None past deadline_s."""
     proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -397,15 +423,20 @@ def _run_training(command: list[str], env: dict[str, str], deadline_s: float) ->
 
 
 def _indent_output(stream) -> None:
-    """Copies the training phase's output with every chunk indented, so no line it prints can
-    start a `---` block or a `val_bpb:` line of its own."""
+    """Copies the training phase's output with every line indented, so no line it prints can
+    start a `---` block or a `val_bpb:` line of its own. Lines are split the way the swarm's
+    parser splits them (str.splitlines: \\r, \\v, \\f, \\x1c-\\x1e, \\x85, \\u2028...), and each ends
+    in a newline, so the harness's own block always starts on a line of its own."""
     for chunk in iter(lambda: stream.readline(65536), b""):
-        sys.stdout.buffer.write(b"  | " + chunk.replace(b"\r", b"\n  | "))
-        sys.stdout.buffer.flush()
+        lines = chunk.decode("utf-8", errors="replace").splitlines() or [""]
+        sys.stdout.write("".join(f"  | {line}\n" for line in lines))
+        sys.stdout.flush()
 
 
 def _reported_stats(path: Path) -> dict[str, float]:
     """train.py's own figures, kept only when they are finite numbers (they decide nothing)."""
+    if path.is_symlink():  # it would be followed here, outside the jail
+        return {}
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):

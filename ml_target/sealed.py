@@ -34,7 +34,17 @@ DENIED_OPS = frozenset({
     "from_file", "save", "_print", "warn", "manual_seed", "seed", "set_grad_enabled",
     "record_stream", "pin_memory", "_pin_memory", "set_data",
     "_cufft_set_plan_cache_max_size", "_cufft_clear_plan_cache",
+    # Layout queries would let a graph tell one call's input from another's.
+    "stride", "sym_stride", "storage_offset", "sym_storage_offset", "is_contiguous",
+    "is_non_overlapping_and_dense", "is_set_to", "_has_same_storage_numel",
 })
+# Whole families refused by name, because their schemas do not show what they do:
+# - batch norms update running statistics in place in training mode (state between calls);
+# - random operators advance the global generator (state between calls);
+# - empty tensors hold whatever memory held before.
+DENIED_FRAGMENTS = ("batch_norm", "instance_norm", "rand", "bernoulli", "normal", "uniform",
+                    "exponential", "cauchy", "geometric", "poisson", "multinomial", "dropout",
+                    "empty")
 _ENUMS: dict[str, Callable[[str], Any]] = {
     "dtype": lambda name: _attr_of_type(name, torch.dtype),
     "layout": lambda name: _attr_of_type(name, torch.layout),
@@ -125,6 +135,13 @@ class SealedModel:
     nodes: list[tuple[Any, Any, Any]]  # (callable, encoded args, encoded kwargs)
     output: Any
     num_params: int
+    pristine: list[torch.Tensor]  # copies of the tensors as loaded
+
+    def assert_unchanged(self) -> None:
+        """Raises SealError if a call changed the model's own tensors (a way to keep state)."""
+        current = [t for t in self.inputs if t is not None]
+        if any(not torch.equal(a, b) for a, b in zip(current, self.pristine)):
+            raise SealError("the model changed its own tensors during evaluation; it must be stateless")
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         values: list[Any] = [tokens if t is None else t for t in self.inputs]
@@ -141,6 +158,8 @@ def load_sealed(model_dir: Path, device: torch.device) -> SealedModel:
     """The sealed model in model_dir, checked operator by operator, its tensors on device."""
     graph_path, tensors_path = model_dir / GRAPH_FILE, model_dir / TENSORS_FILE
     for path in (graph_path, tensors_path):
+        if path.is_symlink():  # it would be followed here, outside the jail
+            raise SealError(f"{path} is a symbolic link; the sealed model must be plain files")
         if not path.is_file():
             raise SealError(f"{path} is missing: train.py must end with prepare.save_for_evaluation(model)")
     try:
@@ -176,7 +195,8 @@ def _build(graph: dict[str, Any], tensors: dict[str, torch.Tensor]) -> SealedMod
         _check_refs(node.get("kwargs"), len(inputs) + position)
         nodes.append((_resolve(node.get("op")), node.get("args", {"list": []}), node.get("kwargs", {"map": {}})))
     _check_refs(graph.get("output"), len(inputs) + len(nodes))
-    return SealedModel(inputs, nodes, graph.get("output"), num_params)
+    pristine = [t.clone() for t in inputs if t is not None]
+    return SealedModel(inputs, nodes, graph.get("output"), num_params, pristine)
 
 
 def _resolve(name: Any) -> Callable[..., Any]:
@@ -186,8 +206,9 @@ def _resolve(name: Any) -> Callable[..., Any]:
     if not isinstance(name, str) or not name.startswith("aten::") or "." not in name:
         raise SealError(f"operator {name!r} is not allowed: only aten::<op>.<overload> operators are")
     opname, overload = name.removeprefix("aten::").rsplit(".", 1)
-    if opname in DENIED_OPS:
-        raise SealError(f"operator {name} is not allowed in a sealed model (it has side effects)")
+    if opname in DENIED_OPS or any(fragment in opname for fragment in DENIED_FRAGMENTS):
+        raise SealError(f"operator {name} is not allowed in a sealed model "
+                        f"(it has side effects, keeps state or reads memory it was not given)")
     try:
         op = getattr(getattr(torch.ops.aten, opname), overload)
     except (AttributeError, RuntimeError) as exc:

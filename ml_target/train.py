@@ -142,11 +142,12 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self):
         super().__init__()
-        dim = MODEL_DIM // HEAD_DIM * HEAD_DIM
+        head_dim = max(2, HEAD_DIM // 2 * 2)  # rotary embeddings pair up channels
+        dim = max(1, MODEL_DIM // head_dim) * head_dim
         self.embed = nn.Embedding(VOCAB_SIZE, dim)
-        self.blocks = nn.ModuleList(Block(dim, HEAD_DIM) for _ in range(DEPTH))
+        self.blocks = nn.ModuleList(Block(dim, head_dim) for _ in range(DEPTH))
         self.head = nn.Linear(dim, VOCAB_SIZE, bias=False)
-        cos, sin = rotary_tables(MAX_SEQ_LEN, HEAD_DIM)
+        cos, sin = rotary_tables(MAX_SEQ_LEN, head_dim)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.reset_parameters()

@@ -151,6 +151,84 @@ def test_a_uniform_model_scores_exactly_eight_bits_per_byte() -> None:
     assert result.checked_windows >= 2 and result.max_prefix_change == 0.0
 
 
+class _NextByteOracle:
+    """Knows the rule the test data follows: each byte determines the next one."""
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        return 50.0 * torch.nn.functional.one_hot(_successor(tokens), prepare.VOCAB_SIZE).float()
+
+
+def _successor(tokens: torch.Tensor) -> torch.Tensor:
+    return (tokens * 7 + 3) % 255 + 1
+
+
+def test_scoring_pairs_each_prediction_with_the_byte_that_follows() -> None:
+    """An oracle scores ~0 bits only if predictions and targets line up; shifted, it scores ~70."""
+    import numpy as np
+
+    val = torch.empty(5000, dtype=torch.int64)
+    val[0] = 1
+    for i in range(1, len(val)):
+        val[i] = _successor(val[i - 1])
+    rng = np.random.default_rng(0)
+    result = prepare.evaluate_bpb(_NextByteOracle(), val, prepare.PROFILES["tiny"], torch.device("cpu"), rng)
+    assert result.val_bpb < 1e-6
+
+
+class _Spy:
+    """Records what the harness hands the model."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tokens)
+        return torch.zeros(*tokens.shape, prepare.VOCAB_SIZE)
+
+
+def test_the_model_gets_fresh_inputs_with_no_targets_beside_them() -> None:
+    import numpy as np
+
+    spy = _Spy()
+    profile = prepare.PROFILES["tiny"]
+    result = prepare.evaluate_bpb(spy, torch.randint(1, 256, (3000,)), profile, torch.device("cpu"),
+                                  np.random.default_rng(0))
+    batches = profile.eval_tokens // profile.max_seq_len // profile.eval_batch  # 3000 tokens hold more
+    assert len(spy.seen) == batches + result.checked_windows // profile.eval_batch
+    for tokens in spy.seen:  # scored and checked calls alike: nothing to tell them apart by
+        assert tokens.is_contiguous() and tokens.storage_offset() == 0
+        assert tokens.untyped_storage().nbytes() == tokens.numel() * tokens.element_size()
+
+
+class _NanWhenChecked:
+    """Peeks at the next byte, and hides it from the check by answering NaN the second time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        logits = 50.0 * torch.nn.functional.one_hot(torch.roll(tokens, -1, dims=1), prepare.VOCAB_SIZE).float()
+        return logits if self.calls == 1 else torch.full_like(logits, float("nan"))
+
+
+def test_nan_logits_fail_the_evaluation_instead_of_passing_the_check() -> None:
+    import numpy as np
+
+    with pytest.raises(prepare.SealError, match="non-finite logits"):
+        prepare.evaluate_bpb(_NanWhenChecked(), torch.randint(1, 256, (3000,)), prepare.PROFILES["tiny"],
+                             torch.device("cpu"), np.random.default_rng(0))
+
+
+def test_a_held_out_set_smaller_than_one_batch_is_padded_not_crashed() -> None:
+    import numpy as np
+
+    profile = prepare.PROFILES["tiny"]
+    result = prepare.evaluate_bpb(_Uniform(), torch.randint(1, 256, (3 * profile.max_seq_len + 1,)), profile,
+                                  torch.device("cpu"), np.random.default_rng(0))
+    assert result.tokens == 3 * profile.max_seq_len and result.val_bpb == pytest.approx(8.0, abs=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # A real trial
 
@@ -266,6 +344,56 @@ def test_without_the_jail_the_same_cheat_would_have_paid(tmp_path: Path, data_di
     assert recorded(cheat)["val_bpb"] < recorded(fair)["val_bpb"] - 0.5
 
 
+JAIL_PROBE = """
+import os, socket
+from pathlib import Path
+from prepare import DATA_DIR, save_for_evaluation
+import torch
+
+def attempt(what, action):
+    try:
+        action()
+        print(f"probe {what}: allowed")
+    except OSError as exc:
+        print(f"probe {what}: refused")
+
+attempt("read held-out", lambda: (DATA_DIR / "heldout" / "val.bin").read_bytes())
+attempt("write data", lambda: (DATA_DIR / "train.bin").write_bytes(b"x"))
+attempt("write checkout", lambda: Path("planted.py").write_text("x"))
+attempt("write torch", lambda: Path(torch.__file__).with_name("planted.pth").write_text("x"))
+attempt("write scratch", lambda: (Path(os.environ["TMPDIR"]) / "f").write_text("x"))
+attempt("connect", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=5))
+print("probe processes:", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+
+class Uniform(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(256, 256))
+    def forward(self, idx):
+        return self.table[idx]
+
+save_for_evaluation(Uniform())
+"""
+
+
+@needs_jail
+def test_inside_the_jail_only_scratch_space_is_writable_and_nothing_is_reachable(
+        tmp_path: Path, data_dir: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something listening on the machine
+        port = server.getsockname()[1]
+        done = run_trial(make_target(tmp_path, JAIL_PROBE.format(port=port)), data_dir, train="cheat.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    probes = dict(line.removeprefix("  | probe ").split(": ", 1)
+                  for line in done.stdout.splitlines() if line.startswith("  | probe "))
+    assert probes == {"read held-out": "refused", "write data": "refused", "write checkout": "refused",
+                      "write torch": "refused", "write scratch": "allowed", "connect": "refused",
+                      "processes": "[1]"}
+    assert not (tmp_path / "target" / "planted.py").exists()
+    assert (data_dir / "train.bin").stat().st_size > 1
+
+
 # Models that see the answer: the next byte of their own row, or bytes of other rows in the batch.
 PEEKS = """
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -287,7 +415,9 @@ save_for_evaluation(Peek())
 @pytest.mark.parametrize("seen", [
     "torch.roll(idx, -1, dims=1)",  # the next token of the same row: the classic leak
     "torch.roll(idx, 1, dims=0)",  # the same position of another row of the batch
-], ids=["future-of-own-row", "other-rows-of-the-batch"])
+    # the next token at every fourth position only, honest guesses elsewhere
+    "torch.where(torch.arange(idx.size(1)) % 4 == 0, torch.roll(idx, -1, dims=1), idx)",
+], ids=["future-of-own-row", "other-rows-of-the-batch", "future-at-some-positions"])
 def test_a_model_that_peeks_gets_no_metric(tmp_path: Path, data_dir: Path, seen: str) -> None:
     done = run_trial(make_target(tmp_path, PEEKS.format(seen=seen)), data_dir, train="cheat.py")
     assert done.returncode == 4

@@ -65,19 +65,26 @@ def _set_first_op(graph: dict, op: str) -> None:
     (lambda g: _set_first_op(g, "aten::add_.Tensor"),
      "operator aten::add_.Tensor mutates its arguments; a sealed model must be stateless"),
     (lambda g: _set_first_op(g, "aten::from_file.default"),
-     "operator aten::from_file.default is not allowed in a sealed model (it has side effects)"),
+     "operator aten::from_file.default is not allowed in a sealed model"),
     (lambda g: _set_first_op(g, "mylib::steal.default"),
      "operator 'mylib::steal.default' is not allowed: only aten::<op>.<overload> operators are"),
     (lambda g: _set_first_op(g, "builtins.eval"),
      "operator 'builtins.eval' is not allowed: only aten::<op>.<overload> operators are"),
+    (lambda g: _set_first_op(g, "aten::native_batch_norm.default"),
+     "operator aten::native_batch_norm.default is not allowed in a sealed model"),
+    (lambda g: _set_first_op(g, "aten::empty_like.default"),
+     "operator aten::empty_like.default is not allowed in a sealed model"),
+    (lambda g: _set_first_op(g, "aten::rand_like.default"),
+     "operator aten::rand_like.default is not allowed in a sealed model"),
+    (lambda g: _set_first_op(g, "aten::stride.int"), "operator aten::stride.int is not allowed in a sealed model"),
     (lambda g: _set_first_op(g, "aten::no_such_op.default"), "unknown operator aten::no_such_op.default"),
     (lambda g: g["nodes"][0].update(args={"list": [{"ref": 10_000}]}),
      "a node refers to value 10000, which does not come before it"),
     (lambda g: g["inputs"].append({"kind": "input"}),
      "the model must take exactly one input (the tokens), it takes 2"),
     (lambda g: g.update(format="other/9"), "is not a ml_target.sealed/1 graph"),
-], ids=["mutating", "reads-files", "custom-namespace", "python-builtin", "unknown", "forward-ref",
-        "two-inputs", "format"])
+], ids=["mutating", "reads-files", "custom-namespace", "python-builtin", "batch-norm-running-stats",
+        "uninitialized-memory", "random", "layout-query", "unknown", "forward-ref", "two-inputs", "format"])
 def test_a_tampered_graph_is_refused_naming_why(sealed_gpt: tuple[torch.nn.Module, Path], tmp_path: Path,
                                                 change, message: str) -> None:
     copy = _tampered(sealed_gpt[1], tmp_path, change)
@@ -101,6 +108,23 @@ def test_a_tensors_file_that_would_run_code_is_refused_without_running_it(
     with pytest.raises(sealed.SealError, match="cannot read the sealed model"):
         sealed.load_sealed(copy, torch.device("cpu"))
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_symlinked_model_file_is_refused(tmp_path: Path, sealed_gpt: tuple[torch.nn.Module, Path]) -> None:
+    copy = tmp_path / "linked"
+    copy.mkdir()
+    (copy / sealed.GRAPH_FILE).write_bytes((sealed_gpt[1] / sealed.GRAPH_FILE).read_bytes())
+    (copy / sealed.TENSORS_FILE).symlink_to(sealed_gpt[1] / sealed.TENSORS_FILE)
+    with pytest.raises(sealed.SealError, match="is a symbolic link"):
+        sealed.load_sealed(copy, torch.device("cpu"))
+
+
+def test_a_model_whose_weights_changed_is_caught(sealed_gpt: tuple[torch.nn.Module, Path]) -> None:
+    loaded = sealed.load_sealed(sealed_gpt[1], torch.device("cpu"))
+    loaded.assert_unchanged()
+    next(t for t in loaded.inputs if t is not None).add_(1.0)  # what a stateful graph would do
+    with pytest.raises(sealed.SealError, match="changed its own tensors"):
+        loaded.assert_unchanged()
 
 
 def test_a_missing_model_says_what_train_py_must_call(tmp_path: Path) -> None:
