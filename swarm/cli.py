@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / config.name
     _check_run_dir(run_dir, args.resume)
     _log_to(run_dir)
+    # A shell starts background jobs (`swarm run ... &`, nohup, CI scripts) with SIGINT ignored,
+    # and Python keeps it so; `kill -INT` must still mean the graceful stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console()
     connect(args.address, config)  # before the live display, so Ray's start-up lines stay above it
     options = RunOptions(config, run_dir, resume=args.resume, address=args.address)

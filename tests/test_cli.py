@@ -60,8 +60,10 @@ def test_ctrl_c_finishes_trials_in_flight_then_resume_continues(tmp_path, user_e
     run_dir = tmp_path / "run"
     args = ["run", "configs/quadratic.yaml", "--workers", "2", "--max-trials", "200",
             "--run-dir", str(run_dir), "--no-progress"]
+    # Started with SIGINT ignored, as a shell starts background jobs: Ctrl-C must still work.
     driver = subprocess.Popen([*SWARM, *args], cwd=ROOT, env=user_env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     ledger = run_dir / "ledger.jsonl"
     deadline = time.monotonic() + 90
     while not (ledger.exists() and ledger.read_text().count('"trial_finished"') >= 4):
