@@ -197,6 +197,8 @@ def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
     """Why no new proposal should start (owed confirmations still run), or None."""
     if stop.max_trials is not None and state.evaluations >= stop.max_trials:
         return f"max_trials reached ({stop.max_trials})"
+    if stop.max_cost_usd is not None and state.cost_usd >= stop.max_cost_usd:
+        return f"max_cost_usd reached (${state.cost_usd:.4f} of ${stop.max_cost_usd:g})"
     return None
 
 

@@ -24,14 +24,14 @@ def result_status(trial: TrialRecord) -> str:
 
 def results_rows(state: SwarmState, metric_name: str) -> list[list[str]]:
     # autoresearch's five columns first and in its order, so its scripts read this file as is.
-    rows = [["commit", metric_name, "memory_gb", "status", "description", "trial", "worker"]]
+    rows = [["commit", metric_name, "memory_gb", "status", "description", "trial", "worker", "cost_usd"]]
     for trial in state.trials.values():
         if trial.status is None:
             continue
         metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
         memory = _memory_mb(trial.metrics) / 1024
         rows.append([trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
-                     _description(trial), trial.id, trial.worker])
+                     _description(trial), trial.id, trial.worker, f"{trial.cost_usd:.6f}"])
     return rows
 
 

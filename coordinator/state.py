@@ -69,6 +69,7 @@ class SwarmState:
     run_info: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0  # trials that ran or will run an experiment
     proposal_failures: int = 0
+    last_proposal_failure: dict[str, Any] | None = None  # a provider that stays down shows here
     # Proposals refused (failed, duplicate, out of scope) since the last evaluation: a proposer
     # that only ever fails must back off and, in the end, stop the run instead of spinning.
     refusal_streak: dict[str, int] = field(default_factory=dict)  # per worker
@@ -150,6 +151,8 @@ class SwarmState:
 
     def _on_proposal_failed(self, event: dict[str, Any]) -> None:
         self.proposal_failures += 1
+        self.last_proposal_failure = {"worker": event["worker"], "reason": event.get("reason", ""),
+                                      "ts": event.get("ts", 0.0)}
         self.cost_usd += event.get("cost_usd", 0.0)
         self._refused(event["worker"], f"proposal failed: {event.get('reason', '')}",
                       event.get("ts", 0.0))

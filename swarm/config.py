@@ -70,9 +70,36 @@ class WorkersSpec(_Strict):
     cpus_per_worker: float = Field(default=1, ge=0)
 
 
+class PriceSpec(_Strict):
+    input_per_mtok: float = Field(ge=0, description="dollars per million prompt tokens")
+    output_per_mtok: float = Field(ge=0, description="dollars per million completion tokens")
+
+
 class ProposerSpec(_Strict):
-    kind: Literal["mutate"] = "mutate"
+    kind: Literal["mutate", "llm"] = "mutate"
     seed: int | None = Field(default=None, description="base seed; worker i uses seed + i")
+    model: str | None = Field(default=None, description="litellm model name, e.g. anthropic/claude-...")
+    api_base: str | None = Field(default=None, description="endpoint of a local or proxied server")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=4096, gt=0, description="longest reply")
+    timeout_s: float = Field(default=300, gt=0, description="one request's time limit")
+    max_retries: int = Field(default=6, ge=0, description="provider errors retried with backoff")
+    retry_base_s: float = Field(default=2.0, gt=0, description="first backoff; doubles each retry")
+    price: PriceSpec | None = Field(default=None, description="overrides litellm's price table")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keys_in_yaml(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any("key" in str(k).lower() for k in data):
+            raise ValueError("API keys never go in the config: set ANTHROPIC_API_KEY or OPENAI_API_KEY "
+                             "(or the provider's usual variable) in the workers' environment")
+        return data
+
+    @model_validator(mode="after")
+    def _llm_needs_a_model(self) -> "ProposerSpec":
+        if self.kind == "llm" and not self.model:
+            raise ValueError("kind llm needs model (e.g. anthropic/claude-sonnet-4-5 or openai/gpt-4o)")
+        return self
 
 
 class AcceptanceSpec(_Strict):
@@ -86,6 +113,7 @@ class StopSpec(_Strict):
     max_trials: int | None = Field(default=100, ge=1, description="evaluations of any kind, over all sessions")
     hours: float | None = Field(default=None, gt=0, description="wall-clock hours of this session")
     target_metric: float | None = Field(default=None, description="stop once best reaches it")
+    max_cost_usd: float | None = Field(default=None, gt=0, description="proposers' spend, over all sessions")
 
 
 class SwarmConfig(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Group
@@ -39,14 +40,26 @@ def _headline(status: dict[str, Any]) -> Table:
         ("by status", ", ".join(f"{k} {v}" for k, v in sorted(status["by_status"].items())) or "-"),
     ]
     if status.get("proposal_failures"):
-        rows.append(("proposals", f"{status['proposal_failures']} failed (see swarm.log)"))
+        rows.append(("proposals", _failures(status)))
     if status.get("cost_usd"):
-        rows.append(("cost", f"${status['cost_usd']:.4f}"))
+        accepted = status["accepted"]
+        per = f", ${status['cost_usd'] / accepted:.4f} per accepted change" if accepted else ""
+        rows.append(("cost", f"${status['cost_usd']:.4f} for proposals{per}"))
     if status.get("stop_reason"):
         rows.append(("stopping", status["stop_reason"]))
     for key, value in rows:
         table.add_row(Text(key, style="bold"), value)
     return table
+
+
+def _failures(status: dict[str, Any]) -> str:
+    """How many proposals failed, and the latest reason: a provider that stays down shows here."""
+    text = f"{status['proposal_failures']} failed"
+    last = status.get("last_proposal_failure")
+    if last:
+        ago = max(0.0, time.time() - last["ts"])
+        text += f"; latest {ago:.0f} s ago on {last['worker']}: {last['reason'][:160]}"
+    return text
 
 
 def _workers(status: dict[str, Any]) -> Table:

@@ -67,7 +67,7 @@ BAD_CONFIGS = {
         "unknown key 'target.metric.bogus'; allowed keys here: name, direction"),
     "unknown-key-in-optional-section": (
         lambda v: v + "stop: {bogus: 1}\n",
-        "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric"),
+        "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd"),
     "missing-required-key": (
         lambda v: v.replace("  run: python train.py\n", ""),
         "missing required key 'target.run'"),
@@ -87,6 +87,13 @@ BAD_CONFIGS = {
     "env-overrides-what-the-worker-sets": (
         lambda v: v + "  env: {SWARM_BUDGET_S: '9'}\n",
         "key 'target.env': SWARM_BUDGET_S is set by the worker itself and cannot be overridden"),
+    "api-key-in-the-yaml": (
+        lambda v: v + "proposer: {kind: llm, model: openai/gpt-4o, api_key: sk-123}\n",
+        "key 'proposer': API keys never go in the config: set ANTHROPIC_API_KEY or OPENAI_API_KEY "
+        "(or the provider's usual variable) in the workers' environment"),
+    "llm-without-model": (
+        lambda v: v + "proposer: {kind: llm}\n",
+        "key 'proposer': kind llm needs model (e.g. anthropic/claude-sonnet-4-5 or openai/gpt-4o)"),
 }
 
 
@@ -150,7 +157,7 @@ def test_load_config_applies_overrides(tmp_path: Path) -> None:
     ({"stop.max_trials": 0},
      "key 'stop.max_trials': Input should be greater than or equal to 1 (got 0)"),
     ({"stop.bogus": 1},
-     "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric"),
+     "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd"),
     ({"bogus.x": 1},
      "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
      "acceptance, stop"),

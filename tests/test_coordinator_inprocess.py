@@ -35,7 +35,7 @@ from workers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 QUADRATIC = ROOT / "examples" / "quadratic"
-RESULTS_HEADER = "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker"
+RESULTS_HEADER = "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\tcost_usd"
 JOIN_S = 30.0
 
 
@@ -209,11 +209,12 @@ def test_e2e_results_tsv_has_one_row_per_finished_trial(quadratic_run: FinishedR
     state = quadratic_run.coordinator.state
     header, *rows = quadratic_run.results
     assert "\t".join(header) == RESULTS_HEADER
-    assert all(len(row) == 7 for row in rows)
+    assert all(len(row) == 8 for row in rows)
     assert [row[5] for row in rows] == sorted(t.id for t in state.trials.values() if t.status)
-    for commit, score, memory, status, _, trial_id, worker in rows:
+    for commit, score, memory, status, _, trial_id, worker, cost in rows:
         trial = state.trials[trial_id]
-        assert (commit, status, worker, memory) == (trial.commit[:7], result_status(trial), trial.worker, "0.0")
+        assert (commit, status, worker, memory, cost) == (
+            trial.commit[:7], result_status(trial), trial.worker, "0.0", "0.000000")  # mutate is free
         assert score == (f"{trial.metric:.6f}" if trial.metric is not None else "0.000000")
     assert {row[3] for row in rows} >= {"baseline", "confirm", "keep"}
 

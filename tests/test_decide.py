@@ -535,6 +535,15 @@ def test_budget_counts_trials_in_flight() -> None:
     assert budget_spent(state, StopSpec(max_trials=4)) == "max_trials reached (4)"
 
 
+def test_budget_spent_once_proposals_cost_max_cost_usd() -> None:
+    """Candidates' costs and failed proposals' costs both count."""
+    state = replay(START, BASELINES, candidate("00004", "w0", 0.5, cost_usd=0.03),
+                   [{"event": "proposal_failed", "worker": "w1", "reason": "bad reply", "cost_usd": 0.02}])
+    assert budget_spent(state, StopSpec(max_trials=None, max_cost_usd=0.06)) is None
+    assert budget_spent(state, StopSpec(max_trials=None, max_cost_usd=0.05)) == (
+        "max_cost_usd reached ($0.0500 of $0.05)")
+
+
 def test_budget_without_max_trials_is_never_spent() -> None:
     assert budget_spent(replay(START, BASELINES), StopSpec(max_trials=None)) is None
 

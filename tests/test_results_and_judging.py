@@ -101,17 +101,17 @@ def test_memory_column_falls_back_to_peak_rss_when_there_is_no_gpu_memory() -> N
 
 def test_results_rows_header_uses_the_metric_name() -> None:
     assert results_rows(replay(EVENTS[:2]), "val_bpb") == [
-        ["commit", "val_bpb", "memory_gb", "status", "description", "trial", "worker"]]
+        ["commit", "val_bpb", "memory_gb", "status", "description", "trial", "worker", "cost_usd"]]
 
 
 def test_results_rows_content() -> None:
     state = replay(EVENTS + [{"event": "trial_finished", "trial": "00005", "status": "lost"}])
     assert results_rows(state, "val_bpb")[1:] == [
-        ["c0ffee0", "0.997900", "44.0", "baseline", "baseline run of best", "00001", "w0"],
-        ["abcdef0", "0.000000", "0.0", "crash", "double the LR", "00002", "w1"],
-        ["1234567", "0.980000", "1.0", "rebased", "warmup 5%", "00003", "w0"],
-        ["1234567", "0.981000", "0.0", "confirm", "confirm 00003: warmup 5%", "00004", "w1"],
-        ["9999999", "0.000000", "0.0", "lost", "warmup 5% (rebased from 00003)", "00005", "w0"],
+        ["c0ffee0", "0.997900", "44.0", "baseline", "baseline run of best", "00001", "w0", "0.000000"],
+        ["abcdef0", "0.000000", "0.0", "crash", "double the LR", "00002", "w1", "0.000000"],
+        ["1234567", "0.980000", "1.0", "rebased", "warmup 5%", "00003", "w0", "0.000000"],
+        ["1234567", "0.981000", "0.0", "confirm", "confirm 00003: warmup 5%", "00004", "w1", "0.000000"],
+        ["9999999", "0.000000", "0.0", "lost", "warmup 5% (rebased from 00003)", "00005", "w0", "0.000000"],
     ]
 
 
@@ -141,8 +141,8 @@ def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
     events[2] = dict(events[2], hypothesis="multi\nline\thypothesis")
     write_results(path, results_rows(replay(events), "score"))
     assert path.read_text() == (
-        "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\n"
-        "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis\t00001\tw0\n")
+        "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\tcost_usd\n"
+        "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis\t00001\tw0\t0.000000\n")
 
 
 # -- scope_violation / readonly_violation ------------------------------------------------

@@ -96,7 +96,7 @@ def test_three_workers_improve_best_and_record_every_trial_once(local_ray, tmp_p
     assert workers == {"w0", "w1", "w2"}
     rows = (run_dir / "results.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["commit", "score", "memory_gb", "status", "description",
-                                   "trial", "worker"]
+                                   "trial", "worker", "cost_usd"]
     assert len(rows) - 1 == sum(statuses.values())
     assert (run_dir / "repo" / "train.py").read_text() != (ROOT / "examples/quadratic/train.py").read_text()
 

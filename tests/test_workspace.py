@@ -132,6 +132,15 @@ def test_commit_on_creates_new_files_in_new_folders(space: Workspace, upstream: 
     assert space.changed_paths(upstream.base, commit) == ["sub/deeper/new.py"]
 
 
+@pytest.mark.parametrize("path", ["../escaped.py", "sub/../../escaped.py", ".git/hooks/post-commit"])
+def test_commit_on_refuses_paths_outside_the_working_tree(space: Workspace, upstream: Upstream,
+                                                          path: str) -> None:
+    scratch = space.start_proposal(upstream.base)
+    with pytest.raises(ValueError, match="outside the working tree"):
+        space.commit_on(upstream.base, {path: "X = 1\n"}, "escape")
+    assert not (scratch.parent / "escaped.py").exists()
+
+
 def test_start_proposal_again_discards_what_the_last_proposer_left(
         space: Workspace, upstream: Upstream) -> None:
     scratch = space.start_proposal(upstream.base)

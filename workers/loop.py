@@ -141,8 +141,10 @@ class WorkerLoop:
         program = self.space.read_text(self.config.program)
         spent = Proposal({}, "")
         for _attempt in range(PROPOSAL_ATTEMPTS):
+            target = self.config.target
             context = ProposalContext(program=program, recent=list(self.recent), checkout=checkout,
-                                      files=self.space.read_files(self.config.target.editable))
+                                      files=self.space.read_files(target.editable),
+                                      editable=tuple(target.editable), readonly=tuple(target.readonly))
             proposal = _ask(self.proposer, context)
             spent = _add_costs(spent, proposal)
             if isinstance(proposal, ProposalFailure):
@@ -150,7 +152,10 @@ class WorkerLoop:
                                        spent.cost_usd)
             hypothesis = "; ".join(h for h in (spent.hypothesis, proposal.hypothesis) if h)
             spent = Proposal({}, hypothesis, spent.tokens_in, spent.tokens_out, spent.cost_usd)
-            commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
+            try:
+                commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
+            except ValueError as exc:  # a path outside the tree: the proposal's fault, not the worker's
+                return ProposalFailure(str(exc), spent.tokens_in, spent.tokens_out, spent.cost_usd)
             if tree not in avoid:
                 return Candidate(parent, commit, tree, spent)
         return ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "

@@ -57,6 +57,8 @@ class Workspace:
         """
         for path, text in files.items():
             target = self.scratch / path
+            if not target.resolve().is_relative_to(self.scratch.resolve()) or ".git" in Path(path).parts:
+                raise ValueError(f"a proposal may not write {path!r}: outside the working tree")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         self._proposal_repo.git.add("--all")

@@ -13,4 +13,7 @@ def make_proposer(spec: ProposerSpec, seed: int | None) -> Proposer:
     if spec.kind == "mutate":
         from swarm.proposers.mutate import MutateProposer
         return MutateProposer(seed=seed)
+    if spec.kind == "llm":
+        from swarm.proposers.llm import LLMProposer
+        return LLMProposer(spec)
     raise ValueError(f"proposer.kind {spec.kind!r} is not available")

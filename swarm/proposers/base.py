@@ -17,6 +17,8 @@ class ProposalContext:
     files: dict[str, str]  # every editable file of the baseline, path -> text
     recent: list[dict] = field(default_factory=list)  # digest of recent trials of all workers
     checkout: Path | None = None  # a scratch working tree at the baseline, for agent CLIs
+    editable: tuple[str, ...] = ()  # globs of the paths a change may touch
+    readonly: tuple[str, ...] = ()  # globs it must never touch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""What an LLM proposer is told: pure functions from a ProposalContext to chat messages.
+
+The system message is the stable prefix (the reply format and program.md), the same for every
+proposal of a run, so providers can cache it. The user message holds what changes: the files
+of the baseline and what the swarm has tried.
+"""
+
+from __future__ import annotations
+
+from swarm.proposers.base import ProposalContext
+
+__all__ = ["FORMAT_RULES", "system_prompt", "user_prompt", "retry_prompt"]
+
+FORMAT_RULES = """\
+Reply with exactly one focused change, in this plain-text format and nothing else:
+
+Hypothesis: <one line: what you change and why you expect the metric to improve>
+<path of the file>
+<<<<<<< SEARCH
+<the exact lines to replace, copied from the file>
+=======
+<the new lines>
+>>>>>>> REPLACE
+
+Several SEARCH/REPLACE blocks are allowed, each after its file's path. The SEARCH text must
+match the file exactly, in one place. An empty SEARCH creates a new file. Change only files
+you may edit."""
+
+
+def system_prompt(program: str) -> str:
+    return (f"You are one of several research agents improving the same code in parallel. "
+            f"Each of your proposals is trained and scored; the best version so far is kept.\n\n"
+            f"# Your instructions (program.md)\n\n{program.strip()}\n\n# Reply format\n\n{FORMAT_RULES}\n")
+
+
+def user_prompt(context: ProposalContext, max_recent: int = 20) -> str:
+    parts = [f"# Files you may edit ({', '.join(context.editable) or 'as listed'})"]
+    for path, text in sorted(context.files.items()):
+        parts.append(f"{path}\n```\n{text}{'' if text.endswith(chr(10)) else chr(10)}```")
+    if context.recent:
+        parts.append("# Recent trials of all workers (newest last; do not repeat what failed)")
+        parts += [_trial_line(t) for t in context.recent[-max_recent:]]
+    if context.readonly:
+        parts.append(f"# Never change: {', '.join(context.readonly)}")
+    parts.append("Propose your next change now.")
+    return "\n\n".join(parts)
+
+
+def retry_prompt(error: str) -> str:
+    return (f"That reply could not be used: {error}\n\n"
+            f"Reply again with one change in the required format.")
+
+
+def _trial_line(trial: dict) -> str:
+    metric = trial.get("metric")
+    shown = f"{metric:.6g}" if isinstance(metric, (int, float)) else "no metric"
+    verdict = trial.get("verdict") or trial.get("status")
+    return f"- [{verdict}] {shown}: {trial.get('hypothesis', '')}"
