@@ -31,6 +31,8 @@ __all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMP
 # A proposal that repeats a change already tried on its parent is not announced (it would be
 # refused as a duplicate); the proposer is asked again on top of it, a bigger step each time.
 PROPOSAL_ATTEMPTS = 6
+# How long a stopping worker waits for the proposal it was preparing, so what it cost is recorded.
+SETTLE_WAIT_S = 60.0
 
 
 class CoordinatorClient(Protocol):
@@ -75,6 +77,7 @@ class WorkerLoop:
         self.recent: list[dict] = []
         self.avoid: frozenset[str] = frozenset()  # trees already tried on `have`
         self.prepared: Future[Candidate | ProposalFailure] | None = None
+        self.unpaid = Proposal({}, "")  # what dropped proposals cost: charged to the next one
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
 
@@ -85,9 +88,22 @@ class WorkerLoop:
         try:
             while (unit := self.client.next_work(self.id, self.have)).action != "stop":
                 reported += self._do(unit)
+            self._settle_unused()
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
         return reported
+
+    def _settle_unused(self) -> None:
+        """Records the cost of proposals the run stopped before they ran (an LLM was paid)."""
+        if self.prepared is not None:
+            try:
+                self.unpaid = _add_costs(self.unpaid, self.prepared.result(timeout=SETTLE_WAIT_S))
+            except TimeoutError:
+                pass  # still waiting on its provider; documented as not counted
+            self.prepared = None
+        if self.unpaid.cost_usd > 0:
+            self.client.proposal_failed(self.id, "prepared but never run: the swarm stopped",
+                                        self.unpaid.cost_usd)
 
     def _do(self, unit: WorkUnit) -> int:
         self.space.receive(unit.bundle)
@@ -105,7 +121,7 @@ class WorkerLoop:
     # -- proposing ------------------------------------------------------------------------
 
     def _propose_and_run(self, parent: str) -> int:
-        candidate = self._take_prepared(parent) or self._propose(parent, self.avoid)
+        candidate = self._charged(self._take_prepared(parent) or self._propose(parent, self.avoid))
         if isinstance(candidate, ProposalFailure):
             self.client.proposal_failed(self.id, candidate.reason, candidate.cost_usd)
             return 0
@@ -129,10 +145,25 @@ class WorkerLoop:
             return candidate
         if candidate.parent != parent:
             moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
-            if moved is None:
-                return None  # it conflicts with the new best: propose afresh
+            if moved is None:  # it conflicts with the new best: propose afresh
+                self.unpaid = _add_costs(self.unpaid, candidate.proposal)
+                return None
             candidate = Candidate(parent, moved[0], moved[1], candidate.proposal)
-        return None if candidate.tree in self.avoid else candidate
+        if candidate.tree in self.avoid:
+            self.unpaid = _add_costs(self.unpaid, candidate.proposal)
+            return None
+        return candidate
+
+    def _charged(self, candidate: Candidate | ProposalFailure) -> Candidate | ProposalFailure:
+        """candidate with the cost of the proposals dropped before it added to its own."""
+        unpaid, self.unpaid = self.unpaid, Proposal({}, "")
+        if isinstance(candidate, ProposalFailure):
+            return ProposalFailure(candidate.reason, candidate.tokens_in + unpaid.tokens_in,
+                                   candidate.tokens_out + unpaid.tokens_out, candidate.cost_usd + unpaid.cost_usd)
+        total = _add_costs(unpaid, candidate.proposal)
+        return Candidate(candidate.parent, candidate.commit, candidate.tree,
+                         Proposal(candidate.proposal.files, candidate.proposal.hypothesis,
+                                  total.tokens_in, total.tokens_out, total.cost_usd))
 
     def _propose(self, parent: str, avoid: frozenset[str]) -> Candidate | ProposalFailure:
         """One candidate on `parent` that is not in `avoid`, asking the proposer up to
