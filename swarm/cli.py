@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker count (workers.count)")
     run.add_argument("--max-trials", type=int, help="stop after this many evaluations in all")
     run.add_argument("--hours", type=float, help="stop after this many hours")
-    run.add_argument("--proposer", choices=["mutate", "llm"], help="proposer.kind")
+    run.add_argument("--proposer", choices=["mutate", "llm", "agent"], help="proposer.kind")
     run.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of a local one")
     run.add_argument("--run-dir", type=Path, help="default: runs/<name>")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir")

@@ -76,16 +76,17 @@ class PriceSpec(_Strict):
 
 
 class ProposerSpec(_Strict):
-    kind: Literal["mutate", "llm"] = "mutate"
+    kind: Literal["mutate", "llm", "agent"] = "mutate"
     seed: int | None = Field(default=None, description="base seed; worker i uses seed + i")
     model: str | None = Field(default=None, description="litellm model name, e.g. anthropic/claude-...")
     api_base: str | None = Field(default=None, description="endpoint of a local or proxied server")
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=4096, gt=0, description="longest reply")
-    timeout_s: float = Field(default=300, gt=0, description="one request's time limit")
+    timeout_s: float = Field(default=300, gt=0, description="one request's (or agent run's) time limit")
     max_retries: int = Field(default=6, ge=0, description="provider errors retried with backoff")
     retry_base_s: float = Field(default=2.0, gt=0, description="first backoff; doubles each retry")
     price: PriceSpec | None = Field(default=None, description="overrides litellm's price table")
+    command: str | None = Field(default=None, description="kind agent: the coding agent CLI to run")
 
     @model_validator(mode="before")
     @classmethod
@@ -96,9 +97,11 @@ class ProposerSpec(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _llm_needs_a_model(self) -> "ProposerSpec":
+    def _each_kind_has_what_it_needs(self) -> "ProposerSpec":
         if self.kind == "llm" and not self.model:
             raise ValueError("kind llm needs model (e.g. anthropic/claude-sonnet-4-5 or openai/gpt-4o)")
+        if self.kind == "agent" and not self.command:
+            raise ValueError("kind agent needs command (e.g. \"claude -p\" or \"codex exec -\")")
         return self
 
 

@@ -97,7 +97,8 @@ class WorkerLoop:
         """Records the cost of proposals the run stopped before they ran (an LLM was paid)."""
         if self.prepared is not None:
             try:
-                self.unpaid = _add_costs(self.unpaid, self.prepared.result(timeout=SETTLE_WAIT_S))
+                left = self.prepared.result(timeout=SETTLE_WAIT_S)
+                self.unpaid = _add_costs(self.unpaid, left.proposal if isinstance(left, Candidate) else left)
             except TimeoutError:
                 pass  # still waiting on its provider; documented as not counted
             self.prepared = None

@@ -16,4 +16,7 @@ def make_proposer(spec: ProposerSpec, seed: int | None) -> Proposer:
     if spec.kind == "llm":
         from swarm.proposers.llm import LLMProposer
         return LLMProposer(spec)
+    if spec.kind == "agent":
+        from swarm.proposers.agent import AgentProposer
+        return AgentProposer(spec)
     raise ValueError(f"proposer.kind {spec.kind!r} is not available")
