@@ -953,3 +953,33 @@ def test_a_worker_told_to_stop_is_not_made_live_again_by_the_driver(driver: Driv
     assert driver.coord.next_work("w2", None).action == "stop"
     driver.coord.set_live(["w1", "w2"])  # w2's run() has not returned to the driver yet
     assert set(driver.coord.live) == {"w1"}
+
+
+class _Remembering:
+    """Breaks train.py once, then records what it is told while it proposes small moves of B."""
+
+    def __init__(self) -> None:
+        self.seen: list[ProposalContext] = []
+
+    def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
+        self.seen.append(context)
+        old = context.files["train.py"]
+        if len(self.seen) == 1:
+            return Proposal({"train.py": old + "raise SystemExit('broken on purpose')\n"}, "break it")
+        return Proposal({"train.py": re.sub(r"^B = .*$", f"B = {0.5 + len(self.seen) / 100}", old, flags=re.M)},
+                        f"B move {len(self.seen)}")
+
+
+def test_a_proposer_is_shown_its_own_failed_trial_and_the_winners_so_far(tmp_path: Path) -> None:
+    config = quadratic_config({"stop.max_trials": 9, "acceptance.confirm_runs": 0})
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+    proposer = _Remembering()
+    run_workers(coordinator, tmp_path, [proposer])
+    coordinator.close()
+    # The second proposal is prepared while the first trial still runs; the third knows how it ended.
+    assert proposer.seen[1].last_failure is None
+    after_crash = proposer.seen[2].last_failure
+    assert after_crash is not None and after_crash.startswith("your last change (break it) ended as crash")
+    assert "broken on purpose" in after_crash  # the log's tail
+    assert proposer.seen[-1].winners and proposer.seen[-1].winners[0]["hypothesis"].startswith("B move")
+    assert all(c.winners == [] for c in proposer.seen[:2])  # nothing accepted yet

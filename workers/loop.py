@@ -33,6 +33,7 @@ __all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMP
 PROPOSAL_ATTEMPTS = 6
 # How long a stopping worker waits for the proposal it was preparing, so what it cost is recorded.
 SETTLE_WAIT_S = 60.0
+LOG_TAIL_CHARS = 2000  # of a failed trial's log, shown to the proposer that made it
 
 
 class CoordinatorClient(Protocol):
@@ -78,6 +79,7 @@ class WorkerLoop:
         self.avoid: frozenset[str] = frozenset()  # trees already tried on `have`
         self.prepared: Future[Candidate | ProposalFailure] | None = None
         self.unpaid = Proposal({}, "")  # what dropped proposals cost: charged to the next one
+        self.last_failure: str | None = None  # shown to the proposer after its own trial failed
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
 
@@ -135,6 +137,9 @@ class WorkerLoop:
             return 0
         outcome = self._evaluate(trial_id, candidate.commit, parent=parent)
         self.client.report(outcome)
+        self.last_failure = None if outcome.status == "ok" else (
+            f"your last change ({proposal.hypothesis}) ended as {outcome.status}: {outcome.reason}\n"
+            f"--- the end of its log ---\n{(outcome.log or '')[-LOG_TAIL_CHARS:]}")
         return 1
 
     def _take_prepared(self, parent: str) -> Candidate | ProposalFailure | None:
@@ -176,7 +181,8 @@ class WorkerLoop:
             target = self.config.target
             context = ProposalContext(program=program, recent=list(self.recent), checkout=checkout,
                                       files=self.space.read_files(target.editable),
-                                      editable=tuple(target.editable), readonly=tuple(target.readonly))
+                                      editable=tuple(target.editable), readonly=tuple(target.readonly),
+                                      winners=self.space.winners(parent), last_failure=self.last_failure)
             proposal = _ask(self.proposer, context)
             spent = _add_costs(spent, proposal)
             if isinstance(proposal, ProposalFailure):

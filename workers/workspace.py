@@ -65,6 +65,19 @@ class Workspace:
         tree = self._proposal_repo.git.write_tree()
         return gitops.commit_tree(self.repo, tree, parent, message), tree
 
+    def winners(self, best: str, limit: int = 3, max_diff_chars: int = 3000) -> list[dict]:
+        """The latest accepted changes on best's lineage, newest first, with their diffs."""
+        found = []
+        commit = self.repo.commit(best)
+        while commit.parents and len(found) < limit:
+            parent = commit.parents[0]
+            diff = self.repo.git.diff(parent.hexsha, commit.hexsha)
+            found.append({"hypothesis": commit.message.strip().splitlines()[0],
+                          "metric": commit.trailers_dict.get("Swarm-Metric", [""])[0],
+                          "diff": diff[:max_diff_chars] + ("\n[diff cut]" if len(diff) > max_diff_chars else "")})
+            commit = parent
+        return found
+
     def rebase(self, commit: str, onto: str, message: str) -> tuple[str, str] | None:
         """Replays a prepared proposal onto a newer best; None when it conflicts."""
         tree = gitops.cherry_pick(self._proposal_repo, commit, onto)

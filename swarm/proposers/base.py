@@ -19,6 +19,8 @@ class ProposalContext:
     checkout: Path | None = None  # a scratch working tree at the baseline, for agent CLIs
     editable: tuple[str, ...] = ()  # globs of the paths a change may touch
     readonly: tuple[str, ...] = ()  # globs it must never touch
+    winners: list[dict] = field(default_factory=list)  # latest accepted changes: hypothesis, metric, diff
+    last_failure: str | None = None  # this worker's own last trial, if it failed: status and log tail
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ def user_prompt(context: ProposalContext, max_recent: int = 20) -> str:
     if context.recent:
         parts.append("# Recent trials of all workers (newest last; do not repeat what failed)")
         parts += [_trial_line(t) for t in context.recent[-max_recent:]]
+    if context.winners:
+        parts.append("# Latest accepted changes (newest first)")
+        parts += [f"## {w['hypothesis']} ({w['metric'] or 'metric not recorded'})\n```diff\n{w['diff']}\n```"
+                  for w in context.winners]
+    if context.last_failure:
+        parts.append(f"# Your own last trial failed\n{context.last_failure}")
     if context.readonly:
         parts.append(f"# Never change: {', '.join(context.readonly)}")
     parts.append("Propose your next change now.")
