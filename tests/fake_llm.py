@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["Step", "FakeLLM"]
 
@@ -36,6 +36,8 @@ class Step:
 class FakeLLM:
     script: list[Step]
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Instead of the script: a function from the request's body to the step (replies that fit it).
+    responder: Callable[[dict[str, Any]], Step] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -66,6 +68,8 @@ class FakeLLM:
     def _next_step(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Step:
         with self._lock:
             self.requests.append({"path": path, "body": body, "headers": headers})
+            if self.responder is not None:
+                return self.responder(body)
             return self.script[min(len(self.requests) - 1, len(self.script) - 1)]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
