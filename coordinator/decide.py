@@ -220,11 +220,14 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
 
 
 def recent_trials(state: SwarmState, limit: int = 20) -> list[dict]:
-    """The latest finished candidates of every worker, for proposers to learn from."""
-    finished = [t for t in state.trials.values() if t.kind == "candidate" and t.status]
-    newest = finished[len(finished) - limit:] if limit > 0 else []
-    return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis, "status": t.status,
-             "metric": t.metric, "verdict": t.verdict} for t in newest]
+    """The latest candidates of every worker, for proposers to learn from: finished ones, then
+    those running now (status "running"), so nobody proposes what another worker is trying."""
+    candidates = [t for t in state.trials.values() if t.kind == "candidate"]
+    finished = [t for t in candidates if t.status]
+    running = [t for t in candidates if t.id in state.inflight]
+    newest = (finished + running)[-limit:] if limit > 0 else []
+    return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis,
+             "status": t.status or "running", "metric": t.metric, "verdict": t.verdict} for t in newest]
 
 
 # What a worker may report; duplicate and stale_conflict are the coordinator's own findings.

@@ -556,7 +556,7 @@ def _history() -> SwarmState:
                   candidate("00006", "w2", 0.25), candidate("00007", "w0", None))
 
 
-def test_recent_trials_are_finished_candidates_newest_last() -> None:
+def test_recent_trials_are_finished_candidates_newest_last_then_running_ones() -> None:
     assert recent_trials(_history()) == [
         {"trial": "00004", "worker": "w0", "hypothesis": "h4", "status": "ok", "metric": 0.5,
          "verdict": "discard"},
@@ -564,11 +564,19 @@ def test_recent_trials_are_finished_candidates_newest_last() -> None:
          "verdict": None},
         {"trial": "00006", "worker": "w2", "hypothesis": "h6", "status": "ok", "metric": 0.25,
          "verdict": None},
+        {"trial": "00007", "worker": "w0", "hypothesis": "h7", "status": "running", "metric": None,
+         "verdict": None},
     ]
 
 
+def test_recent_trials_end_with_what_other_workers_are_trying_now() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", 0.5), candidate("00005", "w1", None))
+    assert recent_trials(state)[-1] == {"trial": "00005", "worker": "w1", "hypothesis": "h5",
+                                        "status": "running", "metric": None, "verdict": None}
+
+
 def test_recent_trials_are_limited_to_the_newest() -> None:
-    assert [t["trial"] for t in recent_trials(_history(), limit=2)] == ["00005", "00006"]
+    assert [t["trial"] for t in recent_trials(_history(), limit=2)] == ["00006", "00007"]
 
 
 def test_recent_trials_limit_zero_is_empty() -> None:

@@ -17,22 +17,24 @@ def _shown(status: dict) -> str:
     return console.export_text()
 
 
-STATUS = {
-    "name": "t", "metric": "val_bpb", "direction": "minimize",
-    "best": {"commit": "abcdef1234", "trial": "00007", "hypothesis": "LR down", "mean": 1.0, "runs": 2},
-    "baseline": {"commit": "0000000", "trial": None, "hypothesis": "", "mean": 1.2, "runs": 3},
-    "accepted": 2, "noise": 0.01, "trials_done": 9, "trials_running": 1, "evaluations": 9,
-    "by_status": {"keep": 2}, "trials_per_hour": 30.0, "workers": {}, "cost_usd": 0.5,
-    "proposal_failures": 3, "stop_reason": None,
-    "last_proposal_failure": {"worker": "w1", "reason": "provider: RateLimitError after 7 tries: slow down",
-                              "ts": time.time() - 42},
-}
+def status() -> dict:
+    """A run's status as the coordinator summarizes it; its latest failure 42 s old as of now."""
+    return {
+        "name": "t", "metric": "val_bpb", "direction": "minimize",
+        "best": {"commit": "abcdef1234", "trial": "00007", "hypothesis": "LR down", "mean": 1.0, "runs": 2},
+        "baseline": {"commit": "0000000", "trial": None, "hypothesis": "", "mean": 1.2, "runs": 3},
+        "accepted": 2, "noise": 0.01, "trials_done": 9, "trials_running": 1, "evaluations": 9,
+        "by_status": {"keep": 2}, "trials_per_hour": 30.0, "workers": {}, "cost_usd": 0.5,
+        "proposal_failures": 3, "stop_reason": None,
+        "last_proposal_failure": {"worker": "w1", "reason": "provider: RateLimitError after 7 tries: slow down",
+                                  "ts": time.time() - 42},
+    }
 
 
 def test_cost_so_far_and_per_accepted_change_are_shown() -> None:
-    assert "cost       $0.5000 for proposals, $0.2500 per accepted change" in _shown(STATUS)
+    assert "cost       $0.5000 for proposals, $0.2500 per accepted change" in _shown(status())
 
 
 def test_a_failing_provider_is_visible_with_its_latest_reason() -> None:
-    shown = _shown(STATUS)
+    shown = _shown(status())
     assert "proposals  3 failed; latest 42 s ago on w1: provider: RateLimitError after 7 tries: slow down" in shown
