@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--llm-s", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--keep", type=Path, help="copy the run's ledger.jsonl here")
     args = parser.parse_args()
     os.environ["OPENAI_API_KEY"] = "bench"
     imports = [import_seconds() for _ in range(3)]
@@ -76,7 +77,10 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         run_swarm(RunOptions(config, run_dir))
         ray.shutdown()
-        events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
+        ledger = (run_dir / "ledger.jsonl").read_text()
+        if args.keep:
+            args.keep.write_text(ledger)
+        events = [json.loads(line) for line in ledger.splitlines()]
     started = {e["trial"]: e for e in events if e["event"] == "trial_started"}
     finished = {e["trial"]: e for e in events if e["event"] == "trial_finished"}
     print(f"proposer_overlap: {args.workers} workers, {args.trial_s:g} s trials, fake LLM answering in "
