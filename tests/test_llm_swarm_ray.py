@@ -25,9 +25,9 @@ def edit(old: str, new: str) -> Step:
 
 
 @pytest.fixture(scope="module")
-def local_ray(tmp_path_factory: pytest.TempPathFactory):
+def local_ray(ray_home: Path):
     patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # Ray writes its token there
+    patch.setenv("HOME", str(ray_home))  # Ray writes its token there
     patch.setenv("OPENAI_API_KEY", "test-key")  # workers inherit it; the sandbox scrubs it from trials
     patch.delenv("RAY_ADDRESS", raising=False)
     ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="swarm-llm",

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def local_ray(tmp_path_factory: pytest.TempPathFactory):
+def local_ray(ray_home: Path):
     patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # Ray writes its token there
+    patch.setenv("HOME", str(ray_home))  # Ray writes its token there
     patch.delenv("RAY_ADDRESS", raising=False)
     ray.init(address="local", num_cpus=6, include_dashboard=False, namespace="swarm",
              log_to_driver=False)
