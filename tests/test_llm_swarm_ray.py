@@ -11,6 +11,7 @@ ray = pytest.importorskip("ray")
 
 from swarm.config import load_config  # noqa: E402
 from swarm.launch import RunOptions, run_swarm  # noqa: E402
+from tests.conftest import local_ray as start_local_ray  # noqa: E402
 from tests.fake_llm import FakeLLM, Step  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -26,15 +27,9 @@ def edit(old: str, new: str) -> Step:
 
 @pytest.fixture(scope="module")
 def local_ray(ray_home: Path):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(ray_home))  # Ray writes its token there
-    patch.setenv("OPENAI_API_KEY", "test-key")  # workers inherit it; the sandbox scrubs it from trials
-    patch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="swarm-llm",
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-    patch.undo()
+    # Workers inherit the key from the driver; the sandbox scrubs it from trials.
+    with start_local_ray(ray_home, "swarm-llm", 4, OPENAI_API_KEY="test-key"):
+        yield
 
 
 def test_llm_workers_improve_best_pay_for_it_and_stop_at_max_cost(local_ray, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray")
 from coordinator.state import SwarmState  # noqa: E402
 from swarm.config import load_config  # noqa: E402
 from swarm.launch import CoordinatorLost, RunOptions, coordinator_name, run_swarm  # noqa: E402
+from tests.conftest import local_ray as start_local_ray  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -25,14 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def local_ray(ray_home: Path):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(ray_home))  # Ray writes its token there
-    patch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(address="local", num_cpus=6, include_dashboard=False, namespace="swarm",
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-    patch.undo()
+    with start_local_ray(ray_home, "swarm", 6):
+        yield
 
 
 def quadratic(max_trials: int, workers: int = 3, budget_s: float = 0.2):
