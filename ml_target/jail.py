@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 MS_RDONLY, MS_BIND, MS_REMOUNT = 0x1, 0x1000, 0x20
@@ -54,7 +55,7 @@ def jailed_command(command: list[str], hide: list[Path], writable: Path) -> list
 
 def check_available() -> None:
     """Raises JailUnavailable, with the system's reason, when namespaces cannot be created here."""
-    probe = jailed_command(["true"], [], Path("/dev/shm"))
+    probe = jailed_command(["true"], [], Path(tempfile.gettempdir()))
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -91,7 +91,7 @@ class ProposerSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_keys_in_yaml(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any("key" in str(k).lower() for k in data):
+        if isinstance(data, dict) and any(str(k).lower().endswith(("key", "token", "secret")) for k in data):
             raise ValueError("API keys never go in the config: set ANTHROPIC_API_KEY or OPENAI_API_KEY "
                              "(or the provider's usual variable) in the workers' environment")
         return data

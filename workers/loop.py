@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from swarm import gitops
 from swarm.config import SwarmConfig
@@ -100,7 +100,7 @@ class WorkerLoop:
         if self.prepared is not None:
             try:
                 left = self.prepared.result(timeout=SETTLE_WAIT_S)
-                self.unpaid = _add_costs(self.unpaid, left.proposal if isinstance(left, Candidate) else left)
+                self.unpaid = _plus(self.unpaid, left.proposal if isinstance(left, Candidate) else left)
             except TimeoutError:
                 pass  # still waiting on its provider; documented as not counted
             self.prepared = None
@@ -152,11 +152,11 @@ class WorkerLoop:
         if candidate.parent != parent:
             moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
             if moved is None:  # it conflicts with the new best: propose afresh
-                self.unpaid = _add_costs(self.unpaid, candidate.proposal)
+                self.unpaid = _plus(self.unpaid, candidate.proposal)
                 return None
             candidate = Candidate(parent, moved[0], moved[1], candidate.proposal)
         if candidate.tree in self.avoid:
-            self.unpaid = _add_costs(self.unpaid, candidate.proposal)
+            self.unpaid = _plus(self.unpaid, candidate.proposal)
             return None
         return candidate
 
@@ -164,41 +164,33 @@ class WorkerLoop:
         """candidate with the cost of the proposals dropped before it added to its own."""
         unpaid, self.unpaid = self.unpaid, Proposal({}, "")
         if isinstance(candidate, ProposalFailure):
-            return ProposalFailure(candidate.reason, candidate.tokens_in + unpaid.tokens_in,
-                                   candidate.tokens_out + unpaid.tokens_out, candidate.cost_usd + unpaid.cost_usd)
-        total = _add_costs(unpaid, candidate.proposal)
-        return Candidate(candidate.parent, candidate.commit, candidate.tree,
-                         Proposal(candidate.proposal.files, candidate.proposal.hypothesis,
-                                  total.tokens_in, total.tokens_out, total.cost_usd))
+            return _plus(candidate, unpaid)
+        return replace(candidate, proposal=_plus(candidate.proposal, unpaid))
 
     def _propose(self, parent: str, avoid: frozenset[str]) -> Candidate | ProposalFailure:
         """One candidate on `parent` that is not in `avoid`, asking the proposer up to
         PROPOSAL_ATTEMPTS times; each retry builds on the repeated change."""
         checkout = self.space.start_proposal(parent)
-        program = self.space.read_text(self.config.program)
-        spent = Proposal({}, "")
+        target = self.config.target
+        unchanging = dict(program=self.space.read_text(self.config.program), recent=list(self.recent),
+                          checkout=checkout, editable=tuple(target.editable), readonly=tuple(target.readonly),
+                          winners=self.space.winners(parent), last_failure=self.last_failure)
+        spent = Proposal({}, "")  # hypotheses joined, costs summed over the attempts
         for _attempt in range(PROPOSAL_ATTEMPTS):
-            target = self.config.target
-            context = ProposalContext(program=program, recent=list(self.recent), checkout=checkout,
-                                      files=self.space.read_files(target.editable),
-                                      editable=tuple(target.editable), readonly=tuple(target.readonly),
-                                      winners=self.space.winners(parent), last_failure=self.last_failure)
+            context = ProposalContext(files=self.space.read_files(target.editable), **unchanging)
             proposal = _ask(self.proposer, context)
-            spent = _add_costs(spent, proposal)
             if isinstance(proposal, ProposalFailure):
-                return ProposalFailure(proposal.reason, spent.tokens_in, spent.tokens_out,
-                                       spent.cost_usd)
+                return _plus(proposal, spent)
             hypothesis = "; ".join(h for h in (spent.hypothesis, proposal.hypothesis) if h)
-            spent = Proposal({}, hypothesis, spent.tokens_in, spent.tokens_out, spent.cost_usd)
+            spent = replace(_plus(spent, proposal), hypothesis=hypothesis)
             try:
                 commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
             except ValueError as exc:  # a path outside the tree: the proposal's fault, not the worker's
-                return ProposalFailure(str(exc), spent.tokens_in, spent.tokens_out, spent.cost_usd)
+                return _plus(ProposalFailure(str(exc)), spent)
             if tree not in avoid:
                 return Candidate(parent, commit, tree, spent)
-        return ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
-                               "tried on this parent", spent.tokens_in, spent.tokens_out,
-                               spent.cost_usd)
+        return _plus(ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
+                                     "tried on this parent"), spent)
 
     # -- evaluating -----------------------------------------------------------------------
 
@@ -267,9 +259,13 @@ def expanded_env(env: Mapping[str, str]) -> dict[str, str]:
     return {name: expand(value) for name, value in env.items()}
 
 
-def _add_costs(total: Proposal, more: Proposal | ProposalFailure) -> Proposal:
-    return Proposal(total.files, total.hypothesis, total.tokens_in + more.tokens_in,
-                    total.tokens_out + more.tokens_out, total.cost_usd + more.cost_usd)
+_Costly = TypeVar("_Costly", Proposal, ProposalFailure)
+
+
+def _plus(item: _Costly, spent: Proposal | ProposalFailure) -> _Costly:
+    """item with the tokens and dollars of spent added to its own."""
+    return replace(item, tokens_in=item.tokens_in + spent.tokens_in,
+                   tokens_out=item.tokens_out + spent.tokens_out, cost_usd=item.cost_usd + spent.cost_usd)
 
 
 def _ask(proposer: Proposer, context: ProposalContext) -> Proposal | ProposalFailure:
