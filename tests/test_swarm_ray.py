@@ -137,18 +137,22 @@ def replay_best_mean(state: SwarmState) -> float:
 
 def test_worker_killed_mid_trial_loses_only_that_trial_and_is_replaced(local_ray, tmp_path):
     run_dir = tmp_path / "run"
-    config = quadratic(max_trials=16, budget_s=2.0)
+    config = quadratic(max_trials=12, budget_s=5.0)
     thread, outcome = run_in_thread(RunOptions(config, run_dir))
     wait_for(lambda: finished_count(run_dir) >= 1)
     coordinator = ray.get_actor(coordinator_name(run_dir))
     pids = {w: info["pid"] for w, info in ray.get(coordinator.status.remote())["workers"].items()
             if info.get("pid")}
 
-    def a_trial_in_flight() -> tuple[str, str] | None:
-        running = replay(run_dir).inflight  # the ledger, not a snapshot: trial -> worker
-        return next(((t, w) for t, w in running.items() if w in pids), None)
-    wait_for(lambda: a_trial_in_flight() is not None)
-    victim_trial, victim = a_trial_in_flight()  # 2 s trials: it is still running a moment later
+    def a_trial_just_started() -> tuple[str, str] | None:
+        # The ledger, not a snapshot. A trial started under a second ago has 4 s of its 5 s
+        # budget left, so on a loaded CI machine it cannot finish before the kill lands.
+        started = {e["trial"]: e["ts"] for e in events(run_dir) if e["event"] == "trial_started"}
+        running = replay(run_dir).inflight  # trial -> worker
+        return next(((t, w) for t, w in running.items()
+                     if w in pids and time.time() - started[t] < 1.0), None)
+    wait_for(lambda: a_trial_just_started() is not None)
+    victim_trial, victim = a_trial_just_started()
     os.kill(pids[victim], signal.SIGKILL)
     thread.join(timeout=180)
     assert "error" not in outcome, outcome.get("error")
