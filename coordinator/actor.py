@@ -43,6 +43,9 @@ class CoordinatorActor:
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
         return self._service.begin_candidate(info)
 
+    def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]:
+        return self._service.best_now(worker_id, have)
+
     def report(self, outcome: TrialOutcome) -> None:
         self._service.report(outcome)
 

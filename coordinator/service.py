@@ -198,6 +198,12 @@ class Coordinator:
         return WorkUnit("evaluate", best, trial_id=trial_id, kind=choice.kind, commit=choice.commit,
                         bundle=self._bundle(choice.commit, have))
 
+    def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]:
+        """The best commit and the objects `have` lacks of it: a worker mid-trial asks, so as to
+        prepare its next proposal on a best that moved since the trial began."""
+        best = self.state.best.commit
+        return best, self._bundle(best, have)
+
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
         """Registers a committed proposal: (trial id, None) to run it, or why it must not run."""
         retried = self._same_announcement(info)

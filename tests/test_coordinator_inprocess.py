@@ -57,17 +57,18 @@ def results_lines(run_dir: Path) -> list[list[str]]:
 
 
 class Serialized:
-    """The Ray actor runs one call at a time; so does this wrapper, for worker threads."""
+    """The Ray actor runs one call at a time; so does this wrapper, for worker threads (a test
+    that calls the coordinator itself meanwhile holds `lock`)."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self._coordinator = coordinator
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._coordinator, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
+            with self.lock:
                 return method(*args, **kwargs)
         return call
 
@@ -826,6 +827,101 @@ def test_the_next_proposal_is_prepared_while_the_current_trial_runs(tmp_path: Pa
     # conflicts with a newer best is redone between trials.
     overlapped = sum(proposer.during_trial)
     assert overlapped >= 5 and overlapped >= len(proposer.during_trial) - 2, proposer.during_trial
+
+
+class RewritesB:
+    """Always rewrites the line `B = ...` (to worse values), as the overlap bench's LLM does, so a
+    proposal prepared on one best conflicts with a best that changed B. Notes each call's parent
+    and whether one of the worker's experiments was running."""
+
+    def __init__(self, running: Path) -> None:
+        self.running, self.calls = running, []
+
+    def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
+        assert context.checkout is not None
+        parent = gitops.open_repo(context.checkout).head.commit.hexsha
+        self.calls.append((parent, self.running.exists()))
+        value = 5.0 + len(self.calls)
+        text = re.sub(r"^B = .*$", f"B = {value}", context.files["train.py"], flags=re.M)
+        return Proposal({"train.py": text}, f"B -> {value}")
+
+
+def test_a_prepared_proposal_that_a_new_best_breaks_is_replaced_before_the_trial_ends(tmp_path: Path) -> None:
+    gate, running = tmp_path / "gate", tmp_path / "running"  # w2's experiments wait for the gate
+    driver = Driver(tmp_path, {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
+                                             f"done; python train.py; s=$?; rm -f {running}; exit $s",
+                             "target.timeout_s": 300})
+    driver.baseline("w1", 10.0)
+    old_best = driver.coord.state.best.commit
+    client = Serialized(driver.coord)
+    proposer = RewritesB(running)
+    loop = WorkerLoop("w2", driver.config, client, tmp_path / "w2", proposer, {"hardware": "cpu:test"},
+                      best_poll_s=0.05)
+    worker = threading.Thread(target=loop.run, daemon=True)
+    worker.start()
+    # w2 proposed, is running its candidate, and prepared its next proposal on the old best
+    wait_until(lambda: len(proposer.calls) == 2)
+    with client.lock:  # meanwhile w1 wins (B = 0.3 is the optimum), confirmed by w3
+        trial, _info, bundle = driver.propose("w1", ("B = 1.0", "B = 0.3"))
+        driver.ok(trial, "w1", 5.0, bundle)
+        driver.ok(driver.evaluate("w3", "confirm"), "w3", 5.0)
+        new_best = driver.coord.state.best.commit
+        assert new_best != old_best
+    wait_until(lambda: len(proposer.calls) == 3)
+    first = next(t for t in driver.coord.state.trials.values() if t.worker == "w2")
+    assert first.status is None  # still running
+    assert proposer.calls == [(old_best, False), (old_best, True), (new_best, True)]
+    gate.touch()
+    wait_until(lambda: len([t for t in driver.coord.state.trials.values() if t.worker == "w2"]) == 2)
+    client.request_stop()
+    worker.join(JOIN_S)
+    assert not worker.is_alive()
+    driver.coord.close()
+    # w2's next candidate is the proposal prepared on the new best; asking anew would say B -> 9.0
+    second = [t for t in driver.coord.state.trials.values() if t.worker == "w2"][1]
+    assert (second.parent, second.hypothesis) == (new_best, "B -> 8.0")
+
+
+def test_a_worker_confirming_a_candidate_prepares_its_next_proposal_on_that_candidate(tmp_path: Path) -> None:
+    gate, running = tmp_path / "gate", tmp_path / "running"
+    driver = Driver(tmp_path, {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
+                                             f"done; python train.py; s=$?; rm -f {running}; exit $s",
+                               "target.timeout_s": 300})
+    driver.baseline("w1", 10.0)
+    old_best = driver.coord.state.best.commit
+    trial, info, bundle = driver.propose("w1", ("B = 1.0", "B = 0.3"))
+    driver.ok(trial, "w1", 5.0, bundle)  # promising: the next worker to ask confirms it
+    client = Serialized(driver.coord)
+    proposer = RewritesB(running)
+    loop = WorkerLoop("w2", driver.config, client, tmp_path / "w2", proposer, {"hardware": "cpu:test"},
+                      best_poll_s=0.05)
+    worker = threading.Thread(target=loop.run, daemon=True)
+    worker.start()
+    # During the confirmation: one proposal on best, and, since that one conflicts with the
+    # candidate (both rewrite B), a second on the candidate
+    wait_until(lambda: len(proposer.calls) == 2)
+    confirming = next(t for t in driver.coord.state.trials.values() if t.worker == "w2")
+    assert (confirming.kind, confirming.of, confirming.status) == ("confirm", trial, None)
+    assert proposer.calls == [(old_best, True), (info.commit, True)]
+    gate.touch()
+    wait_until(lambda: len([t for t in driver.coord.state.trials.values() if t.worker == "w2"]) == 2)
+    client.request_stop()
+    worker.join(JOIN_S)
+    assert not worker.is_alive()
+    driver.coord.close()
+    state = driver.coord.state
+    assert state.trials[trial].verdict == "accepted" and state.best.tree == info.tree
+    # the proposal made on the candidate, moved onto the accepted commit, ran next at no extra
+    # cost; the one on the old best was dropped (asking anew would have said B -> 8.0)
+    second = [t for t in state.trials.values() if t.worker == "w2"][1]
+    assert (second.parent, second.hypothesis) == (state.best.commit, "B -> 7.0")
+
+
+def wait_until(predicate: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 class HalvesC:

@@ -6,10 +6,12 @@ with retries in production, the Coordinator object itself in tests).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,12 +30,20 @@ from workers.workspace import Workspace
 
 __all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMPTS"]
 
+log = logging.getLogger(__name__)
+
 # A proposal that repeats a change already tried on its parent is not announced (it would be
 # refused as a duplicate); the proposer is asked again on top of it, a bigger step each time.
 PROPOSAL_ATTEMPTS = 6
 # How long a stopping worker waits for the proposal it was preparing, so what it cost is recorded.
 SETTLE_WAIT_S = 60.0
 LOG_TAIL_CHARS = 2000  # of a failed trial's log, shown to the proposer that made it
+# While a trial runs the worker asks this often whether best moved, so that a prepared proposal
+# which no longer applies is replaced before the trial ends rather than after (an LLM's 20 s).
+BEST_POLL_S = 5.0
+# Proposals a worker may make during one trial beyond its first: on a newer best, or on the
+# candidate it is confirming. Each is paid for even when the trial's outcome leaves it unused.
+SPARE_PROPOSALS = 2
 
 
 class CoordinatorClient(Protocol):
@@ -42,6 +52,7 @@ class CoordinatorClient(Protocol):
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]: ...
     def report(self, outcome: TrialOutcome) -> None: ...
     def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None: ...
+    def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class Candidate:
     commit: str
     tree: str
     proposal: Proposal
+
+
+# Proposals prepared while trials ran, by the parent each was made on; the next `propose` takes
+# the one on its parent (or moves one there) and the rest are charged to it.
+Prepared = dict[str, "Candidate | ProposalFailure"]
 
 
 def hardware_class() -> str:
@@ -67,7 +83,8 @@ def hardware_class() -> str:
 
 class WorkerLoop:
     def __init__(self, worker_id: str, config: SwarmConfig, client: CoordinatorClient,
-                 root: Path, proposer: Proposer, where: dict[str, Any] | None = None) -> None:
+                 root: Path, proposer: Proposer, where: dict[str, Any] | None = None,
+                 best_poll_s: float = BEST_POLL_S) -> None:
         self.id = worker_id
         self.config = config
         self.client = client
@@ -77,11 +94,12 @@ class WorkerLoop:
         self.have: str | None = None  # the newest best this clone holds
         self.recent: list[dict] = []
         self.avoid: frozenset[str] = frozenset()  # trees already tried on `have`
-        self.prepared: Future[Candidate | ProposalFailure] | None = None
+        self.prepared: Future[Prepared] | None = None
         self.unpaid = Proposal({}, "")  # what dropped proposals cost: charged to the next one
         self.last_failure: str | None = None  # shown to the proposer after its own trial failed
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
+        self.best_poll_s = best_poll_s
 
     def run(self) -> int:
         """Loops until the coordinator says stop; returns how many trials this worker reported."""
@@ -99,8 +117,8 @@ class WorkerLoop:
         """Records the cost of proposals the run stopped before they ran (an LLM was paid)."""
         if self.prepared is not None:
             try:
-                left = self.prepared.result(timeout=SETTLE_WAIT_S)
-                self.unpaid = _plus(self.unpaid, left.proposal if isinstance(left, Candidate) else left)
+                for left in self.prepared.result(timeout=SETTLE_WAIT_S).values():
+                    self.unpaid = _plus(self.unpaid, _cost_of(left))
             except TimeoutError:
                 pass  # still waiting on its provider; documented as not counted
             self.prepared = None
@@ -118,7 +136,9 @@ class WorkerLoop:
         if unit.action == "propose":
             self.avoid = unit.avoid
             return self._propose_and_run(unit.commit)
-        self.client.report(self._evaluate(unit.trial_id, unit.commit))
+        # A confirmed candidate becomes the next best: worth having a proposal ready on it.
+        expect = unit.commit if unit.kind == "confirm" else None
+        self.client.report(self._evaluate(unit.trial_id, unit.commit, expect=expect))
         return 1
 
     # -- proposing ------------------------------------------------------------------------
@@ -143,22 +163,54 @@ class WorkerLoop:
         return 1
 
     def _take_prepared(self, parent: str) -> Candidate | ProposalFailure | None:
-        """The proposal prepared during the last trial, moved onto `parent` if best moved since."""
+        """The proposal prepared on `parent`, or one prepared earlier moved onto it; the others
+        prepared are charged to it. None when nothing prepared fits."""
         if self.prepared is None:
             return None
-        candidate, self.prepared = self.prepared.result(), None
-        if isinstance(candidate, ProposalFailure):
-            return candidate
-        if candidate.parent != parent:
-            moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
-            if moved is None:  # it conflicts with the new best: propose afresh
-                self.unpaid = _plus(self.unpaid, candidate.proposal)
-                return None
-            candidate = Candidate(parent, moved[0], moved[1], candidate.proposal)
-        if candidate.tree in self.avoid:
-            self.unpaid = _plus(self.unpaid, candidate.proposal)
+        ready, self.prepared = dict(self.prepared.result()), None
+        chosen = ready.pop(parent, None) or self._moved(ready, parent)
+        for left in ready.values():
+            self.unpaid = _plus(self.unpaid, _cost_of(left))
+        if isinstance(chosen, Candidate) and chosen.tree in self.avoid:
+            self.unpaid = _plus(self.unpaid, chosen.proposal)
             return None
-        return candidate
+        return chosen
+
+    def _moved(self, ready: Prepared, parent: str) -> Candidate | None:
+        """The newest prepared candidate replayed onto `parent`, None if every one conflicts.
+        The copy costs nothing: its original stays in `ready` and is charged from there."""
+        for candidate in reversed([c for c in ready.values() if isinstance(c, Candidate)]):
+            moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
+            if moved is not None:
+                free = replace(candidate.proposal, tokens_in=0, tokens_out=0, cost_usd=0.0)
+                return Candidate(parent, moved[0], moved[1], free)
+        return None
+
+    def _prepare(self, earlier: Future[Prepared] | None, best: str, expect: str | None,
+                 trial_over: threading.Event) -> Prepared:
+        """Runs in the proposal thread while a trial runs: makes sure a proposal is ready on
+        best, on `expect`, and on any newer best announced before the trial ends."""
+        ready: Prepared = dict(earlier.result()) if earlier is not None else {}
+        wanted = [best] + ([expect] if expect else [])
+        spares = SPARE_PROPOSALS
+        while True:
+            for parent in wanted:
+                if parent not in ready and (parent == best or spares > 0):
+                    moved = self._moved(ready, parent)
+                    if moved is None and parent != best:
+                        spares -= 1
+                    ready[parent] = moved or self._propose(parent, self.avoid if parent == best else frozenset())
+            if trial_over.wait(self.best_poll_s):
+                return ready
+            try:
+                head, bundle = self.client.best_now(self.id, wanted[-1])
+                self.space.receive(bundle)
+            except Exception as exc:  # noqa: BLE001  (the trial's report will meet the same trouble)
+                log.warning("worker %s could not ask for the best: %s", self.id, exc)
+                trial_over.wait()
+                return ready
+            if head not in wanted:
+                wanted.append(head)
 
     def _charged(self, candidate: Candidate | ProposalFailure) -> Candidate | ProposalFailure:
         """candidate with the cost of the proposals dropped before it added to its own."""
@@ -194,20 +246,25 @@ class WorkerLoop:
 
     # -- evaluating -----------------------------------------------------------------------
 
-    def _evaluate(self, trial_id: str, commit: str, parent: str = "") -> TrialOutcome:
+    def _evaluate(self, trial_id: str, commit: str, parent: str = "",
+                  expect: str | None = None) -> TrialOutcome:
         bundle = self.space.bundle(commit, parent) if parent else None
         refusal = self._refusal(commit, parent)
         if refusal:
             return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
                                 hardware=self.where["hardware"])
-        if self.have and self.prepared is None:  # prepared while the experiment runs
-            self.prepared = self._pool.submit(self._propose, self.have, self.avoid)
-        result, guard_exit, log = self._run_experiment(trial_id)
+        trial_over = threading.Event()
+        if self.have:  # the next proposal is prepared while the experiment runs
+            self.prepared = self._pool.submit(self._prepare, self.prepared, self.have, expect, trial_over)
+        try:
+            result, guard_exit, output = self._run_experiment(trial_id)
+        finally:
+            trial_over.set()
         tampered = readonly_violation(self.readonly_hashes, self._readonly_now())
         status, metric, metrics, reason = classify_run(
             result, self.config.target.metric.name, guard_exit=guard_exit, tampered=tampered)
         return TrialOutcome(trial_id, self.id, status, metric, metrics, result.seconds,
-                            self.where["hardware"], reason, log, bundle)
+                            self.where["hardware"], reason, output, bundle)
 
     def _refusal(self, commit: str, parent: str) -> str | None:
         target = self.config.target
@@ -233,9 +290,9 @@ class WorkerLoop:
             guard_exit = run_sandboxed(target.guard, cwd=self.space.checkout,
                                        log_path=self.space.logs / f"{trial_id}.guard.log",
                                        timeout_s=target.timeout_s, env=self._env(trial_id)).exit_code
-        log = log_path.read_text(errors="replace")
+        output = log_path.read_text(errors="replace")
         log_path.unlink(missing_ok=True)  # the coordinator keeps the copy in runs/<name>/logs/
-        return result, guard_exit, log
+        return result, guard_exit, output
 
     def _env(self, trial_id: str) -> dict[str, str]:
         # The worker's own interpreter first on PATH, so `python train.py` finds the project's deps.
@@ -266,6 +323,10 @@ def _plus(item: _Costly, spent: Proposal | ProposalFailure) -> _Costly:
     """item with the tokens and dollars of spent added to its own."""
     return replace(item, tokens_in=item.tokens_in + spent.tokens_in,
                    tokens_out=item.tokens_out + spent.tokens_out, cost_usd=item.cost_usd + spent.cost_usd)
+
+
+def _cost_of(prepared: Candidate | ProposalFailure) -> Proposal | ProposalFailure:
+    return prepared.proposal if isinstance(prepared, Candidate) else prepared
 
 
 def _ask(proposer: Proposer, context: ProposalContext) -> Proposal | ProposalFailure:

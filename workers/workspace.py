@@ -5,6 +5,7 @@ Two trees because the next proposal is prepared while the current trial runs.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from swarm import gitops
@@ -24,10 +25,13 @@ class Workspace:
             path.mkdir(parents=True, exist_ok=True)
         self.repo = gitops.init_repo(self.checkout)
         self._proposal_repo = None
+        # Both the loop and its proposal thread (told of a newer best mid-trial) fetch bundles.
+        self._receiving = threading.Lock()
 
     def receive(self, bundle: bytes | None) -> None:
         if bundle is not None:
-            gitops.read_bundle(self.repo, bundle)
+            with self._receiving:
+                gitops.read_bundle(self.repo, bundle)
 
     def has(self, commit: str) -> bool:
         return gitops.has_commit(self.repo, commit)
