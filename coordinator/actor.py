@@ -37,8 +37,9 @@ class CoordinatorActor:
     def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]:
         return self._service.hello(worker_id, where)
 
-    def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
-        return self._service.next_work(worker_id, have)
+    def next_work(self, worker_id: str, have: str | None,
+                  where: dict[str, Any] | None = None) -> WorkUnit:
+        return self._service.next_work(worker_id, have, where)
 
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
         return self._service.begin_candidate(info)
@@ -58,8 +59,8 @@ class CoordinatorActor:
     def request_stop(self) -> None:
         self._service.request_stop()
 
-    def set_live(self, worker_ids: list[str]) -> None:
-        self._service.set_live(worker_ids)
+    def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
+        self._service.set_live(workers)
 
     def status(self) -> dict[str, Any]:
         return self._service.status()

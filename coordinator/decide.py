@@ -50,29 +50,52 @@ class Judgement:
 
 
 def assign(state: SwarmState, worker: str, live: set[str], acceptance: AcceptanceSpec,
-           stopping: str | None, winding_down: bool = False, now: float = 0.0) -> Assignment:
-    """Confirmations and rebased winners first, then noise baselines, then a new proposal.
+           stopping: str | None, winding_down: bool = False, now: float = 0.0,
+           hardware: str = "", volunteers: frozenset[str] = frozenset()) -> Assignment:
+    """Best's baselines on the worker's class of hardware first (metrics are compared only
+    within a class, so a class seen for the first time re-measures best), then confirmations
+    and rebased winners, then a new proposal.
 
     Winding down (the trial budget is spent) still finishes owed work: the confirmations and
-    re-runs that decide whether promising trials, already paid for, become best.
+    re-runs that decide whether promising trials, already paid for, become best. Volunteers
+    (`volunteers`, whose classes are their own) confirm nobody.
     """
     if stopping:
         return Assignment("stop")
-    owed = (_confirmation(state, worker, live, acceptance.confirm_runs)
-            or _rebased_winner(state)
-            or (_baseline(state, acceptance.baseline_runs) if _judgements_wait_for_best(state)
-                else None))
+    baseline = _baseline(state, acceptance.baseline_runs, hardware)
+    if winding_down and not _judgements_wait_for(state, hardware):
+        baseline = None  # no proposal will need it
+    trusted = worker not in volunteers
+    owed = (baseline
+            or (_confirmation(state, worker, live - volunteers, acceptance.confirm_runs)
+                if trusted else None)
+            or _rebased_winner(state))
     if owed or winding_down:
         return owed or Assignment("stop")
-    return (_baseline(state, acceptance.baseline_runs)
-            or _backoff(state, worker, now)
-            or Assignment("propose", commit=state.best.commit, parent=state.best.commit))
+    return _backoff(state, worker, now) or Assignment("propose", commit=state.best.commit,
+                                                      parent=state.best.commit)
 
 
-def _judgements_wait_for_best(state: SwarmState) -> bool:
-    # Finished candidates cannot be judged until best's baselines are in: those are owed too
-    # (and _baseline stops owing them once best's re-runs have failed too often).
-    return any(state.trials[t].parent == state.best.commit for t in state.unjudged)
+def _judgements_wait_for(state: SwarmState, hardware: str) -> bool:
+    """Some finished run on this class cannot be judged until best's baselines on it are in."""
+    return any(state.trials[t].parent == state.best.commit
+               and any(r.hardware == hardware for r in _runs_of(state, t))
+               for t in [*state.unjudged, *state.awaiting])
+
+
+def _runs_of(state: SwarmState, trial_id: str) -> list[TrialRecord]:
+    """A candidate's finished runs that count: its own and its confirmations. A volunteer's
+    own run only screened it; its verdict rests on the confirmations of trusted workers."""
+    trial = state.trials[trial_id]
+    confirmations = [r for r in state.confirmations(trial_id) if r.status == "ok"]
+    if trial.volunteer and trial.id in state.awaiting:
+        return confirmations
+    return [trial] + confirmations
+
+
+def confirmations_wanted(trial: TrialRecord, confirm_runs: int) -> int:
+    """A volunteer's winner is re-run on a trusted worker even when confirm_runs is 0."""
+    return max(confirm_runs, 1) if trial.volunteer else confirm_runs
 
 
 def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
@@ -84,7 +107,8 @@ def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
     return Assignment("wait", wait_s=round(until - now, 3)) if now < until else None
 
 
-def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -> Assignment | None:
+def _confirmation(state: SwarmState, worker: str, trusted_live: set[str],
+                  confirm_runs: int) -> Assignment | None:
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
         if trial.parent != state.best.commit:
@@ -92,7 +116,8 @@ def _confirmation(state: SwarmState, worker: str, live: set[str], wanted: int) -
         runs = state.confirmations(trial_id)
         busy = {trial.worker} | {run.worker for run in runs}
         # Re-runs belong on other workers; only when none is left may a worker confirm itself.
-        if len(runs) < wanted and (worker not in busy or not (live - busy)):
+        wanted = confirmations_wanted(trial, confirm_runs)
+        if len(runs) < wanted and (worker not in busy or not (trusted_live - busy)):
             return Assignment("evaluate", "confirm", trial.commit, trial.tree, trial.parent,
                               of=trial.id, hypothesis=trial.hypothesis)
     return None
@@ -106,22 +131,23 @@ def _rebased_winner(state: SwarmState) -> Assignment | None:
                       of=pick["of"], hypothesis=pick["hypothesis"])
 
 
-def _baseline(state: SwarmState, wanted: int) -> Assignment | None:
+def _baseline(state: SwarmState, wanted: int, hardware: str) -> Assignment | None:
     best = state.best
-    running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit))
-    if len(state.best_samples()) + running >= wanted or _baselines_given_up(state, wanted):
+    running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit, hardware))
+    if (len(state.best_samples(hardware)) + running >= wanted
+            or _baselines_given_up(state, wanted, hardware)):
         return None
     return Assignment("evaluate", "baseline", best.commit, best.tree, best.commit,
                       hypothesis="baseline run of best")
 
 
-def _is_baseline_of(trial: TrialRecord, commit: str) -> bool:
-    return trial.kind == "baseline" and trial.commit == commit
+def _is_baseline_of(trial: TrialRecord, commit: str, hardware: str) -> bool:
+    return trial.kind == "baseline" and trial.commit == commit and trial.hardware == hardware
 
 
-def _baselines_given_up(state: SwarmState, wanted: int) -> bool:
-    """Best's baselines failed so often that re-running it more would never end."""
-    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.best.commit)
+def _baselines_given_up(state: SwarmState, wanted: int, hardware: str) -> bool:
+    """Best's baselines on this class failed so often that re-running it more would never end."""
+    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.best.commit, hardware)
                 and t.status not in (None, "lost"))
     return tried >= wanted + BASELINE_RETRIES
 
@@ -132,65 +158,87 @@ def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
 
     One at a time, because an acceptance moves best and so changes every later verdict.
     """
-    spread = pooled_spread(state.samples.values())
-    required = margin(acceptance.min_delta, acceptance.noise_k, spread)
-    found = [j for j in _candidate_judgements(state, acceptance, direction, required)
-             + _confirmation_judgements(state, acceptance, direction, required) if j]
+    found = [j for j in _candidate_judgements(state, acceptance, direction)
+             + _confirmation_judgements(state, acceptance, direction) if j]
     accepts = [j for j in found if j.verdict == "accept"]
     if accepts:
         return max(accepts, key=lambda j: j.improvement)
     return min(found, key=lambda j: j.trial, default=None)
 
 
-def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec, direction: Direction,
-                          required: float) -> list[Judgement | None]:
+def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,
+                          direction: Direction) -> list[Judgement | None]:
     found = []
     for trial_id in sorted(state.unjudged):
         trial = state.trials[trial_id]
-        found.append(_judge(state, trial, [trial.metric], direction, required,
-                            success="accept" if acceptance.confirm_runs == 0 else "promising",
-                            baseline_runs=acceptance.baseline_runs))
+        confirmed = confirmations_wanted(trial, acceptance.confirm_runs) > 0
+        found.append(_judge(state, trial, [trial], direction, acceptance,
+                            success="promising" if confirmed else "accept"))
     return found
 
 
 def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
-                             direction: Direction, required: float) -> list[Judgement | None]:
+                             direction: Direction) -> list[Judgement | None]:
     found: list[Judgement | None] = []
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
         runs = state.confirmations(trial_id)
         stale = trial.parent != state.best.commit  # judge now on the runs it has, then rebase
-        if any(r.status is None for r in runs) or (len(runs) < acceptance.confirm_runs
-                                                   and not stale):
+        wanted = confirmations_wanted(trial, acceptance.confirm_runs)
+        if any(r.status is None for r in runs) or (len(runs) < wanted and not stale):
             continue
         failed = [r for r in runs if r.status != "ok"]
         if failed:
-            found.append(Judgement(trial_id, "unconfirmed", 0.0, required, 0.0, len(runs) + 1,
+            found.append(Judgement(trial_id, "unconfirmed", 0.0,
+                                   _required(state, acceptance, trial.hardware), 0.0, len(runs) + 1,
                                    f"confirmation {failed[0].id} ended {failed[0].status}"))
             continue
-        metrics = [trial.metric] + [r.metric for r in runs]
-        found.append(_judge(state, trial, metrics, direction, required, success="accept",
-                            failure="unconfirmed", baseline_runs=acceptance.baseline_runs))
+        # A stale volunteer winner nobody trusted re-ran yet goes on its screening run: at
+        # most it is rebased and re-run, which its volunteer flag makes confirmed again.
+        counted = _runs_of(state, trial_id) or [trial]
+        found.append(_judge(state, trial, counted, direction, acceptance, success="accept",
+                            failure="unconfirmed"))
     return found
 
 
-def _judge(state: SwarmState, trial: TrialRecord, metrics: list[float | None], direction: Direction,
-           required: float, success: str, failure: str = "discard",
-           baseline_runs: int = 1) -> Judgement | None:
-    reference_runs = state.reference_samples(trial.parent)
+def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direction: Direction,
+           acceptance: AcceptanceSpec, success: str, failure: str = "discard") -> Judgement | None:
+    """Each run is compared with the parent's runs on its own class of hardware; the verdict
+    is on the mean gain, against the noise of those classes."""
+    on_best = trial.parent == state.best.commit
     # Judge against best only once its noise baselines are in (the margin depends on them);
     # an older parent gets no more runs, so what it has must do.
-    wanted = baseline_runs if trial.parent == state.best.commit else 1
-    if len(reference_runs) < wanted and not (reference_runs and
-                                             _baselines_given_up(state, baseline_runs)):
-        return None
-    reference = mean(reference_runs)
-    gain = improvement(mean([m for m in metrics if m is not None]), reference, direction)
+    wanted = acceptance.baseline_runs if on_best else 1
+    gains, references, classes = [], [], set()
+    for run in runs:
+        reference = state.reference_samples(trial.parent, run.hardware)
+        if len(reference) < wanted:
+            if on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
+                return None  # its baselines on this class are owed: wait for them
+            if not reference:
+                continue  # no class-mate ever measured the parent: this run cannot count
+        references.append(mean(reference))
+        gains.append(improvement(run.metric, references[-1], direction))
+        classes.add(run.hardware)
+    if not gains:
+        return Judgement(trial.id, failure, 0.0, 0.0, 0.0, len(runs),
+                         "its parent was never measured on the hardware it ran on")
+    required = max(_required(state, acceptance, cls) for cls in classes)
+    gain = mean(gains)
     verdict = success if gain > required else failure
     # A winner whose parent is no longer best must be re-based and re-run before it counts.
-    if verdict in ("accept", "promising") and trial.parent != state.best.commit:
+    if verdict in ("accept", "promising") and not on_best:
         verdict = "rebase"
-    return Judgement(trial.id, verdict, reference, required, gain, len(metrics))
+    return Judgement(trial.id, verdict, references[0], required, gain, len(gains))
+
+
+def _required(state: SwarmState, acceptance: AcceptanceSpec, hardware: str) -> float:
+    """The gain a result on this class must beat: its own noise once some code ran twice on
+    it, until then the noise of the trusted classes."""
+    spread = pooled_spread(state.sample_groups(hardware))
+    if spread is None:
+        spread = pooled_spread(state.sample_groups(trusted_only=True))
+    return margin(acceptance.min_delta, acceptance.noise_k, spread)
 
 
 def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:

@@ -19,7 +19,7 @@ import git
 
 from coordinator import decide
 from coordinator.results import results_rows, write_results
-from coordinator.state import SwarmState
+from coordinator.state import VOLUNTEER_CLASS, SwarmState
 from swarm import gitops
 from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
@@ -42,7 +42,10 @@ class Coordinator:
         self.run_dir = run_dir
         self.session = session
         self.state = SwarmState()
-        self.live: dict[str, dict[str, Any]] = {}  # worker -> where it runs
+        self.live: dict[str, dict[str, Any]] = {}  # worker -> where it runs, in its own words
+        # worker -> what the driver, which placed it, says: node, volunteer, hardware. Trusted
+        # over the worker's word: a volunteer's worker runs code its owner may have changed.
+        self.placement: dict[str, dict[str, Any]] = {}
         self.stopped: set[str] = set()  # workers told to stop in this session: they are leaving
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
@@ -173,16 +176,19 @@ class Coordinator:
         self.live[worker_id] = where
         return {"readonly_hashes": self.state.run_info["readonly_hashes"]}
 
-    def next_work(self, worker_id: str, have: str | None) -> WorkUnit:
-        self.live.setdefault(worker_id, {})  # a restarted coordinator re-learns who is working
+    def next_work(self, worker_id: str, have: str | None,
+                  where: dict[str, Any] | None = None) -> WorkUnit:
+        # Said on every call: a restarted coordinator re-learns who works where.
+        self.live[worker_id] = where if where is not None else self.live.get(worker_id, {})
         abandoned = self.state.inflight_of(worker_id)
         for trial_id in abandoned:
             self._finish_lost(trial_id, "its worker asked for new work without reporting it")
         if abandoned:
             self._write_results()
+        hardware, _volunteer = self._seat(worker_id)
         choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,
                                self.stop_reason(), winding_down=self._budget_spent() is not None,
-                               now=time.time())
+                               now=time.time(), hardware=hardware, volunteers=self._volunteers())
         best = self.state.best.commit
         if choice.action == "stop":
             self.live.pop(worker_id, None)  # gone: owed confirmations must not wait for it
@@ -214,9 +220,11 @@ class Coordinator:
         duplicate = (info.tree in self.state.tried.get(info.parent, ())
                      or info.tree == self.state.tree_of.get(info.parent))
         trial_id = self.state.next_trial_id()
+        hardware, volunteer = self._seat(info.worker_id)
         self._record({"event": "trial_started", "trial": trial_id, "kind": "candidate",
                       "worker": info.worker_id, "commit": info.commit, "tree": info.tree,
                       "parent": info.parent, "session": self.session,
+                      "hardware": hardware, "volunteer": volunteer,
                       "hypothesis": info.hypothesis,
                       "tokens_in": info.tokens_in, "tokens_out": info.tokens_out,
                       "cost_usd": info.cost_usd})
@@ -260,7 +268,7 @@ class Coordinator:
         self._record({"event": "trial_finished", "trial": trial.id, "status": status,
                       "metric": outcome.metric if status == "ok" else None,
                       "metrics": outcome.metrics, "seconds": round(outcome.seconds, 3),
-                      "hardware": outcome.hardware, "reason": reason})
+                      "reported_hardware": outcome.hardware, "reason": reason})
         self._settle()
 
     def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None:
@@ -333,11 +341,24 @@ class Coordinator:
 
     def _start_trial(self, worker_id: str, choice: decide.Assignment) -> str:
         trial_id = self.state.next_trial_id()
+        hardware, volunteer = self._seat(worker_id)
         self._record({"event": "trial_started", "trial": trial_id, "kind": choice.kind,
                       "worker": worker_id, "commit": choice.commit, "tree": choice.tree,
                       "parent": choice.parent, "of": choice.of, "hypothesis": choice.hypothesis,
-                      "session": self.session})
+                      "session": self.session, "hardware": hardware,
+                      # a rebased winner re-run by a volunteer needs a trusted confirmation
+                      "volunteer": volunteer and choice.kind == "candidate"})
         return trial_id
+
+    def _seat(self, worker_id: str) -> tuple[str, bool]:
+        """The worker's class of hardware (a volunteer's is its own) and whether it volunteers."""
+        placed = self.placement.get(worker_id, {})
+        hardware = placed.get("hardware") or self.live.get(worker_id, {}).get("hardware", "")
+        volunteer = bool(placed.get("volunteer"))
+        return (VOLUNTEER_CLASS + hardware if volunteer else hardware), volunteer
+
+    def _volunteers(self) -> frozenset[str]:
+        return frozenset(w for w, placed in self.placement.items() if placed.get("volunteer"))
 
     def _finish_lost(self, trial_id: str, reason: str) -> None:
         self._record({"event": "trial_finished", "trial": trial_id, "status": "lost",
@@ -369,9 +390,12 @@ class Coordinator:
 
     # -- what the driver shows ------------------------------------------------------------
 
-    def set_live(self, worker_ids: list[str]) -> None:
-        """The driver's list of running workers (a restarted coordinator forgot its own)."""
-        self.live = {w: self.live.get(w, {}) for w in worker_ids if w not in self.stopped}
+    def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
+        """The driver's running workers, with where it placed each (a restarted coordinator
+        forgot its own)."""
+        placement = workers if isinstance(workers, dict) else {w: {} for w in workers}
+        self.placement = {w: p for w, p in placement.items() if w not in self.stopped}
+        self.live = {w: self.live.get(w, {}) for w in self.placement}
 
     def status(self) -> dict[str, Any]:
         from coordinator.summary import summarize

@@ -11,7 +11,11 @@ from typing import Any
 
 from swarm.types import EVALUATED_STATUSES
 
-__all__ = ["TrialRecord", "BestRecord", "SwarmState", "trial_name"]
+__all__ = ["TrialRecord", "BestRecord", "SwarmState", "trial_name", "VOLUNTEER_CLASS"]
+
+# The hardware class of a volunteer's runs starts with this: they are compared only with runs
+# of the same volunteer class (to screen its candidates), never with a trusted worker's.
+VOLUNTEER_CLASS = "volunteer/"
 
 
 def trial_name(number: int) -> str:
@@ -37,7 +41,8 @@ class TrialRecord:
     metric: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-    hardware: str = ""
+    hardware: str = ""  # the class of machine it ran on: metrics compare within a class
+    volunteer: bool = False  # a volunteer's candidate: accepted only once a trusted worker re-ran it
     reason: str = ""
     verdict: str | None = None  # promising | discard | accepted | unconfirmed | rebased | stale_conflict
 
@@ -58,7 +63,8 @@ class SwarmState:
     best: BestRecord | None = None
     history: list[BestRecord] = field(default_factory=list)
     trials: dict[str, TrialRecord] = field(default_factory=dict)
-    samples: dict[str, list[float]] = field(default_factory=dict)  # tree -> ok metrics of that code
+    # tree -> hardware class -> ok metrics of that code on trusted workers of that class
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     tree_of: dict[str, str] = field(default_factory=dict)  # commit -> tree, for every best
     inflight: dict[str, str] = field(default_factory=dict)  # trial -> worker
     unjudged: set[str] = field(default_factory=set)  # finished ok candidates without a verdict
@@ -115,7 +121,7 @@ class SwarmState:
         trial.metric = event.get("metric")
         trial.metrics = event.get("metrics", {})
         trial.seconds = event.get("seconds", 0.0)
-        trial.hardware = event.get("hardware", "")
+        trial.hardware = event.get("hardware", trial.hardware)
         trial.reason = event.get("reason", "")
         if trial.status not in EVALUATED_STATUSES:
             self.evaluations -= 1
@@ -126,7 +132,7 @@ class SwarmState:
             self._refused(trial.worker, f"{trial.status}: {event.get('reason', '')}",
                           event.get("ts", 0.0))
         if trial.status == "ok" and trial.metric is not None:
-            self.samples.setdefault(trial.tree, []).append(trial.metric)
+            self.samples.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.metric)
         if trial.kind == "candidate" and trial.status == "ok":
             self.unjudged.add(trial.id)
         if trial.status == "lost" and trial.kind == "candidate" and trial.of:
@@ -175,12 +181,22 @@ class SwarmState:
         return [t for t in self.trials.values()
                 if t.kind == "confirm" and t.of == trial_id and t.status != "lost"]
 
-    def reference_samples(self, parent: str) -> list[float]:
-        """The runs of the best a trial was proposed on."""
-        return self.samples.get(self.tree_of.get(parent, ""), [])
+    def reference_samples(self, parent: str, hardware: str) -> list[float]:
+        """The runs, on one class of hardware, of the best a trial was proposed on."""
+        return self.samples.get(self.tree_of.get(parent, ""), {}).get(hardware, [])
 
-    def best_samples(self) -> list[float]:
-        return self.samples.get(self.best.tree, []) if self.best else []
+    def best_samples(self, hardware: str | None = None) -> list[float]:
+        """Best's trusted runs on one class of hardware, or on all of them."""
+        by_class = self.samples.get(self.best.tree, {}) if self.best else {}
+        if hardware is not None:
+            return by_class.get(hardware, [])
+        return [m for runs in by_class.values() for m in runs]
+
+    def sample_groups(self, hardware: str | None = None, trusted_only: bool = False) -> list[list[float]]:
+        """Runs of the same code on the same class (one class, or all): what noise is measured on."""
+        return [runs for by_class in self.samples.values() for cls, runs in by_class.items()
+                if (hardware is None or cls == hardware)
+                and not (trusted_only and cls.startswith(VOLUNTEER_CLASS))]
 
     def inflight_of(self, worker: str) -> list[str]:
         return [trial for trial, owner in self.inflight.items() if owner == worker]

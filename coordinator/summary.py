@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.results import result_status
-from coordinator.state import SwarmState
+from coordinator.state import VOLUNTEER_CLASS, SwarmState
 from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import read_events
@@ -31,7 +31,7 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
         "best": _estimate(state, state.best),
         "baseline": _estimate(state, state.initial),
         "accepted": len(state.history) - 1,
-        "noise": pooled_spread(state.samples.values()),
+        "noise": pooled_spread(state.sample_groups(trusted_only=True)),
         "trials_done": len(finished),
         "trials_running": len(state.inflight),
         "evaluations": state.evaluations,
@@ -48,9 +48,13 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
 def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
     if best is None:
         return None
-    runs = state.samples.get(best.tree, [])
+    # Every trusted class's runs together: a headline figure, not what verdicts compare
+    by_class = {cls: runs for cls, runs in state.samples.get(best.tree, {}).items()
+                if not cls.startswith(VOLUNTEER_CLASS)}
+    runs = [m for class_runs in by_class.values() for m in class_runs]
     return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
-            "mean": mean(runs) if runs else None, "runs": len(runs)}
+            "mean": mean(runs) if runs else None, "runs": len(runs),
+            "by_class": {cls: mean(r) for cls, r in by_class.items() if r}}
 
 
 def _workers(state: SwarmState, live: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

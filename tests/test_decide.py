@@ -114,7 +114,7 @@ def test_trial_finished_records_result() -> None:
     trial = state.trials["00001"]
     assert (trial.status, trial.metric, trial.metrics, trial.seconds, trial.hardware) == (
         "ok", 0.5, {"peak_vram_mb": 10.0}, 2.0, "cpu")
-    assert (state.inflight, state.samples) == ({}, {"t0": [0.5]})
+    assert (state.inflight, state.samples) == ({}, {"t0": {"cpu": [0.5]}})
 
 
 def test_finished_ok_candidate_is_unjudged() -> None:
@@ -292,9 +292,12 @@ def _rebased_with_new_best() -> SwarmState:
     ])
 
 
-def test_rebased_winner_comes_before_baselines() -> None:
+def test_best_s_baselines_come_before_a_rebased_winner_that_will_be_judged_on_them() -> None:
     state = _rebased_with_new_best()
-    assert assign(state, "w2", LIVE, AT_ONCE, None) == Assignment(
+    assert assign(state, "w2", LIVE, AT_ONCE, None).kind == "baseline"
+    for trial, worker in (("00006", "w2"), ("00007", "w0")):  # best's second and third runs
+        state.apply(started(trial, "baseline", worker, "b5", "t5", parent="b5"))
+    assert assign(state, "w1", LIVE, AT_ONCE, None) == Assignment(
         "evaluate", "candidate", "r4", "u4", "b5", of="00004", hypothesis="h4")
 
 
@@ -633,3 +636,63 @@ def test_a_report_that_contradicts_itself_is_not_taken_at_its_word(
         status: str, metric: float | None, expected: tuple[str, str]) -> None:
     reason = "exit code 1" if status == "crash" else ""
     assert checked_status(TrialOutcome("00001", "w0", status, metric, reason=reason)) == expected
+
+
+# -- hardware classes and volunteers ----------------------------------------------------------
+
+FAST = "gpu:H100"  # BASELINES ran on class "" (no hardware recorded); these on a second class
+
+
+def test_a_worker_of_a_new_class_measures_best_on_it_before_anything_else() -> None:
+    state = replay(START, BASELINES, promising())
+    assert assign(state, "w1", LIVE, ACCEPT, None).kind == "confirm"  # class "" has its baselines
+    assert assign(state, "w1", LIVE, ACCEPT, None, hardware=FAST) == Assignment(
+        "evaluate", "baseline", "c0", "t0", "c0", hypothesis="baseline run of best")
+
+
+def test_a_run_is_compared_with_best_on_its_own_class_and_that_class_s_noise() -> None:
+    fast_baselines = [e for i, m in ((5, 0.4), (6, 0.5), (7, 0.6)) for e in (
+        started(f"0000{i}", "baseline", "w1", "c0", "t0", hardware=FAST), finished(f"0000{i}", metric=m))]
+    # 0.75 beats best's 1.0 on class "" but is worse than best's 0.5 on the fast class
+    state = replay(START, BASELINES, fast_baselines, candidate("00008", "w2", 0.75, hardware=FAST))
+    judged = next_judgement(state, AT_ONCE, "minimize")
+    assert (judged.trial, judged.verdict, judged.runs) == ("00008", "discard", 1)
+    # the fast class's spread is 0.1 (class "" has 0.25): the margin is 2 x 0.1
+    assert (judged.reference, judged.required, judged.improvement) == pytest.approx((0.5, 0.2, -0.25))
+    assert state.best_samples(FAST) == [0.4, 0.5, 0.6] and len(state.best_samples()) == 6
+
+
+def test_a_class_without_repeats_yet_borrows_the_trusted_noise() -> None:
+    state = replay(START, BASELINES, [
+        started("00004", "baseline", "w1", "c0", "t0", hardware=FAST), finished("00004", metric=0.5),
+        started("00005", "candidate", "w2", "c5", "t5", hardware=FAST, hypothesis="h5"),
+        finished("00005", metric=-0.1)])
+    one_baseline = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=1, confirm_runs=0)
+    judged = next_judgement(state, one_baseline, "minimize")
+    assert (judged.trial, judged.verdict) == ("00005", "accept")
+    assert (judged.reference, judged.required, judged.improvement) == pytest.approx((0.5, 0.5, 0.6))
+
+
+VOLUNTEER = {"hardware": "volunteer/" + FAST, "volunteer": True}
+
+
+def test_a_volunteer_s_winner_waits_for_a_trusted_confirmation_even_with_confirm_runs_0() -> None:
+    volunteer_baselines = [e for i in (4, 5, 6) for e in (
+        started(f"0000{i}", "baseline", "v1", "c0", "t0", hardware=VOLUNTEER["hardware"]),
+        finished(f"0000{i}", metric=1.0 + (i - 5) * 0.25))]
+    state = replay(START, BASELINES, volunteer_baselines,
+                   candidate("00007", "v1", 0.0, **VOLUNTEER))
+    judged = next_judgement(state, AT_ONCE, "minimize")
+    assert (judged.trial, judged.verdict) == ("00007", "promising")  # screened on its own class
+    state.apply(verdict("00007", "promising"))
+    volunteers = frozenset({"v1", "v2"})
+    live = LIVE | volunteers
+    assert assign(state, "v2", live, AT_ONCE, None, hardware=VOLUNTEER["hardware"],
+                  volunteers=volunteers).action == "propose"  # volunteers confirm nobody
+    confirm = assign(state, "w1", live, AT_ONCE, None, volunteers=volunteers)
+    assert (confirm.kind, confirm.of) == ("confirm", "00007")
+    state.apply(started("00008", "confirm", "w1", "c7", "t7", of="00007"))
+    state.apply(finished("00008", metric=1.0))
+    # the volunteer said 0.0; the trusted re-run says 1.0, no better than best: its claim is ignored
+    assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
+        "00007", "unconfirmed", reference=1.0, required=0.5, improvement=0.0, runs=1)

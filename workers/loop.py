@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -48,7 +49,8 @@ SPARE_PROPOSALS = 2
 
 class CoordinatorClient(Protocol):
     def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]: ...
-    def next_work(self, worker_id: str, have: str | None) -> WorkUnit: ...
+    def next_work(self, worker_id: str, have: str | None,
+                  where: dict[str, Any] | None = None) -> WorkUnit: ...
     def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]: ...
     def report(self, outcome: TrialOutcome) -> None: ...
     def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None: ...
@@ -71,7 +73,18 @@ Prepared = dict[str, "Candidate | ProposalFailure"]
 
 
 def hardware_class() -> str:
-    """The kind of machine a metric was measured on (noise and baselines are per class)."""
+    """The kind of machine a metric was measured on (noise and baselines are per class): the
+    model of the first GPU this worker was given, else the CPU model."""
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if gpus:
+        try:  # nvidia-smi numbers GPUs as the machine does, as Ray's CUDA_VISIBLE_DEVICES does
+            found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
+                                    "-i", gpus[0].strip()], capture_output=True, text=True, timeout=20)
+            if found.returncode == 0 and found.stdout.strip():
+                return "gpu:" + found.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        return "gpu:unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -106,7 +119,7 @@ class WorkerLoop:
         self.readonly_hashes = self.client.hello(self.id, self.where)["readonly_hashes"]
         reported = 0
         try:
-            while (unit := self.client.next_work(self.id, self.have)).action != "stop":
+            while (unit := self.client.next_work(self.id, self.have, self.where)).action != "stop":
                 reported += self._do(unit)
             self._settle_unused()
         finally:
