@@ -62,6 +62,9 @@ class CoordinatorActor:
     def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
         self._service.set_live(workers)
 
+    def driver_silence_s(self) -> float:
+        return self._service.driver_silence_s()
+
     def status(self) -> dict[str, Any]:
         return self._service.status()
 

@@ -46,6 +46,7 @@ class Coordinator:
         # worker -> what the driver, which placed it, says: node, volunteer, hardware. Trusted
         # over the worker's word: a volunteer's worker runs code its owner may have changed.
         self.placement: dict[str, dict[str, Any]] = {}
+        self.driver_seen = time.monotonic()
         self.stopped: set[str] = set()  # workers told to stop in this session: they are leaving
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
@@ -396,11 +397,18 @@ class Coordinator:
         placement = workers if isinstance(workers, dict) else {w: {} for w in workers}
         self.placement = {w: p for w, p in placement.items() if w not in self.stopped}
         self.live = {w: self.live.get(w, {}) for w in self.placement}
+        self.driver_seen = time.monotonic()
+
+    def driver_silence_s(self) -> float:
+        """Seconds since the driver last said which workers run: a driver killed outright
+        leaves its (detached) coordinator behind, and a new driver may take the run over."""
+        return time.monotonic() - self.driver_seen
 
     def status(self) -> dict[str, Any]:
         from coordinator.summary import summarize
         reason = self.stop_reason() or self._budget_spent()
-        status = summarize(self.state, self.config, self.live, self.session_start, reason)
+        where = {w: {**self.live.get(w, {}), **self.placement.get(w, {})} for w in self.live}
+        status = summarize(self.state, self.config, where, self.session_start, reason)
         handled = sorted(self.report_seconds)
         status["report_ms"] = {"median": 1000 * handled[len(handled) // 2],
                                "p90": 1000 * handled[int(len(handled) * 0.9)],

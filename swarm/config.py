@@ -65,9 +65,35 @@ class TargetSpec(_Strict):
 
 
 class WorkersSpec(_Strict):
-    count: int = Field(default=2, ge=1)
-    gpus_per_worker: float = Field(default=0, ge=0)
+    count: int | Literal["auto"] = Field(
+        default=2, description="workers to run, or auto: one per slot (gpus/cpus per worker) of "
+                               "the cluster, growing as nodes join")
+    gpus_per_worker: float = Field(default=0, ge=0, description="1, or 0.5 / 0.25 to share a GPU")
     cpus_per_worker: float = Field(default=1, ge=0)
+    max_workers: int | None = Field(default=None, ge=1, description="cap on workers, auto or not")
+
+    @field_validator("count", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, count: Any) -> int | str:
+        if count == "auto" or (isinstance(count, int) and not isinstance(count, bool) and count >= 1):
+            return count
+        raise ValueError(f"should be auto or a whole number >= 1 (got {count!r})")
+
+    @model_validator(mode="after")
+    def _some_resource(self) -> "WorkersSpec":
+        if self.gpus_per_worker == 0 and self.cpus_per_worker == 0:
+            raise ValueError("gpus_per_worker and cpus_per_worker cannot both be 0: a worker "
+                             "must occupy something, or any number would fit on one node")
+        if self.gpus_per_worker > 1 and not float(self.gpus_per_worker).is_integer():
+            raise ValueError(f"gpus_per_worker {self.gpus_per_worker} must be a fraction <= 1 or a "
+                             "whole number (Ray shares a GPU, it does not split two)")
+        return self
+
+    def initial_count(self) -> int | None:
+        """The fixed number of workers, capped; None when it follows the cluster (auto)."""
+        if self.count == "auto":
+            return None
+        return min(self.count, self.max_workers or self.count)
 
 
 class PriceSpec(_Strict):

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any
 
 import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.actor import CoordinatorActor
 from swarm.config import SwarmConfig
 from swarm.errors import ConfigError, SwarmError
+from swarm.placement import Node, node_from_ray, plan
 from workers.actor import WorkerActor
 
 __all__ = [
@@ -26,6 +29,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("swarm.driver")
+
+NODE_POLL_S = 2.0  # how often the driver looks for nodes that joined (Ray has no push for it)
+# A coordinator whose driver has been silent this long was left behind by a driver killed
+# outright (it is detached); a new driver of the same run directory replaces it.
+ORPHANED_AFTER_S = 30.0
 
 
 class CoordinatorLost(SwarmError):
@@ -54,7 +62,7 @@ def run_swarm(options: RunOptions) -> dict[str, Any]:
     session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     coordinator = _start_coordinator(config, run_dir, session, options.resume)
     pool = _WorkerPool(config, coordinator, f"{config.name}-{session}")
-    log.info("session %s: %d workers, run dir %s", session, config.workers.count, run_dir)
+    log.info("session %s: workers %s, run dir %s", session, config.workers.count, run_dir)
     try:
         return _supervise(options, coordinator, pool)
     finally:
@@ -85,7 +93,8 @@ def connect(address: str | None, config: SwarmConfig) -> None:
         return
     # A local instance gets enough logical CPUs for the workers asked for: a GPU-bound or
     # waiting experiment leaves the cores idle, and `--workers 8` on a laptop means 8.
-    cpus = max(os.cpu_count() or 1, int(config.workers.count * config.workers.cpus_per_worker) + 1)
+    count = config.workers.initial_count() or 0
+    cpus = max(os.cpu_count() or 1, int(count * config.workers.cpus_per_worker + 0.999))
     ray.init(address="local", namespace="swarm", num_cpus=cpus, include_dashboard=False,
              log_to_driver=False)
 
@@ -97,13 +106,11 @@ def coordinator_name(run_dir: Path) -> str:
 
 def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> Any:
     name = coordinator_name(run_dir)
-    try:
-        ray.get_actor(name)
-        raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")
-    except ValueError:
-        pass  # no such actor: good
+    _replace_orphan(name, run_dir)
     head = {"node:__internal_head__": 0.001}  # the run directory lives on the head node
-    coordinator = CoordinatorActor.options(name=name, resources=head).remote(
+    # Detached: a `ray job submit` driver that dies does not take the run's state with it; a
+    # driver started again takes over (see _replace_orphan) and the ledger has everything.
+    coordinator = CoordinatorActor.options(name=name, lifetime="detached", resources=head).remote(
         config, str(run_dir), session, resume)
     try:
         error = ray.get(coordinator.ready.remote(), timeout=300)  # a big clone may take a while
@@ -115,71 +122,143 @@ def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume:
     return coordinator
 
 
+def _replace_orphan(name: str, run_dir: Path) -> None:
+    """Refuses a run directory another live driver runs; kills a coordinator left behind."""
+    try:
+        existing = ray.get_actor(name)
+    except ValueError:
+        return  # no such actor: good
+    try:
+        silence = ray.get(existing.driver_silence_s.remote(), timeout=30)
+    except (RayError, GetTimeoutError):
+        silence = float("inf")  # dead or stuck: nobody is running the run through it
+    if silence < ORPHANED_AFTER_S:
+        raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")
+    log.warning("replacing the coordinator of %s: its driver has been silent %.0f s", run_dir, silence)
+    ray.kill(existing, no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the name is free once the kill has gone through
+        try:
+            ray.get_actor(name)
+            time.sleep(0.2)
+        except ValueError:
+            return
+
+
+@dataclass(frozen=True)
+class _Worker:
+    worker_id: str
+    actor: Any
+    node: Node
+
+
 class _WorkerPool:
-    """The worker actors, each with its running `run()` call; dead ones are replaced."""
+    """The worker actors, each with its running `run()` call, placed node by node; the pool is
+    refilled from `plan` as nodes join and workers die."""
 
     def __init__(self, config: SwarmConfig, coordinator: Any, run_tag: str) -> None:
         self.config, self.coordinator, self.run_tag = config, coordinator, run_tag
-        self.running: dict[Any, tuple[str, Any]] = {}  # run() ref -> (worker id, actor)
+        self.running: dict[Any, _Worker] = {}  # run() ref -> worker
         self.started = 0
-        for _ in range(config.workers.count):
-            self.start()
+        self.nodes: list[Node] = []
+        self.looked_at = 0.0
 
-    def start(self) -> None:
+    def fill(self, allowed: int | None) -> int:
+        """Starts workers where the plan has room (at most `allowed`); how many it started."""
+        self.looked_at = time.monotonic()
+        self.nodes = [n for n in map(node_from_ray, ray.nodes()) if n is not None]
+        running_on = Counter(w.node.node_id for w in self.running.values())
+        by_id = {n.node_id: n for n in self.nodes}
+        chosen = plan(self.nodes, self.config.workers, running_on, allowed)
+        for node_id in chosen:
+            self._start(by_id[node_id])
+        return len(chosen)
+
+    def node_alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id for n in map(node_from_ray, ray.nodes()) if n is not None)
+
+    def _start(self, node: Node) -> None:
         worker_id = f"w{self.started}"
+        spec = self.config.workers
         seed = None if self.config.proposer.seed is None else self.config.proposer.seed + self.started
         actor = WorkerActor.options(
-            num_cpus=self.config.workers.cpus_per_worker,
-            num_gpus=self.config.workers.gpus_per_worker,
-        ).remote(worker_id, self.config, self.coordinator, self.run_tag, seed)
-        self.running[actor.run.remote()] = (worker_id, actor)
+            num_cpus=spec.cpus_per_worker, num_gpus=spec.gpus_per_worker,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+        ).remote(worker_id, self.config, self.coordinator, self.run_tag, seed, self._where(node))
+        self.running[actor.run.remote()] = _Worker(worker_id, actor, node)
         self.started += 1
+        log.info("worker %s started on node %s%s", worker_id, node.node_id[:8],
+                 " (volunteer)" if node.volunteer else "")
 
-    def finished(self, timeout_s: float) -> list[tuple[str, BaseException | None]]:
-        """Waits for run() calls to end: (worker id, the error that ended it or None)."""
+    def _where(self, node: Node) -> dict[str, Any]:
+        where: dict[str, Any] = {"node": node.node_id[:8], "volunteer": node.volunteer}
+        if self.config.workers.gpus_per_worker > 0 and node.accelerator:
+            where["hardware"] = f"gpu:{node.accelerator}"
+        return where
+
+    def placement(self) -> dict[str, dict[str, Any]]:
+        """What the coordinator is told about each running worker (it trusts this, not them)."""
+        return {w.worker_id: self._where(w.node) for w in self.running.values()}
+
+    def finished(self, timeout_s: float) -> list[tuple[_Worker, BaseException | None]]:
+        """Waits for run() calls to end: (worker, the error that ended it or None)."""
+        if not self.running:
+            time.sleep(timeout_s)
+            return []
         ready, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=timeout_s)
         ended = []
         for ref in ready:
-            worker_id, _actor = self.running.pop(ref)
+            worker = self.running.pop(ref)
             try:
                 ray.get(ref)
-                ended.append((worker_id, None))
+                ended.append((worker, None))
             except RayError as exc:
-                ended.append((worker_id, exc))
+                ended.append((worker, exc))
         return ended
 
-    def worker_ids(self) -> list[str]:
-        return sorted(worker_id for worker_id, _actor in self.running.values())
-
     def kill_all(self) -> None:
-        for _worker_id, actor in self.running.values():
-            ray.kill(actor, no_restart=True)
+        for worker in self.running.values():
+            ray.kill(worker.actor, no_restart=True)
         self.running.clear()
 
 
 # -- supervising --------------------------------------------------------------------------
 
 def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict[str, Any]:
+    spec = options.config.workers
     budget = options.max_replacements
-    replacements_left = 2 * options.config.workers.count if budget is None else budget
+    # Crashes a run survives by starting new workers; a node that leaves is not a crash.
+    crashes_left = 2 * (spec.initial_count() or spec.max_workers or 4) if budget is None else budget
     status: dict[str, Any] = {}
-    stopping, last_error = False, ""
-    while pool.running:
+    stopping, last_error, done = False, "", False
+    if pool.fill(None) == 0:
+        if options.address is None:  # a local instance will not grow: say so now
+            raise SwarmError(f"no node of this Ray instance fits a worker (workers: gpus_per_worker "
+                             f"{spec.gpus_per_worker}, cpus_per_worker {spec.cpus_per_worker}); it has "
+                             f"{_capacity(pool.nodes)}")
+        log.warning("no node fits a worker yet (%s); waiting for nodes to join", _capacity(pool.nodes))
+    while not done:
         try:
-            for worker_id, error in pool.finished(options.poll_s):
+            for worker, error in pool.finished(options.poll_s):
                 if error is None:
                     continue
-                last_error = _worker_failed(coordinator, worker_id, error)
-                if not stopping and replacements_left > 0 and not status.get("stop_reason"):
-                    replacements_left -= 1
-                    pool.start()
+                last_error = _worker_failed(coordinator, worker.worker_id, error)
+                if pool.node_alive(worker.node.node_id):
+                    crashes_left -= 1
+                else:
+                    log.warning("node %s left; its workers' trials are lost", worker.node.node_id[:8])
+            wind_down = stopping or bool(status.get("stop_reason"))
+            if not wind_down and time.monotonic() - pool.looked_at >= NODE_POLL_S:
+                pool.fill(max(crashes_left, 0))
             # Said again on every poll: a coordinator restarted by Ray forgets both.
-            _tell(coordinator.set_live, pool.worker_ids())
+            _tell(coordinator.set_live, pool.placement())
             if stopping:
                 _tell(coordinator.request_stop)
             status = _poll_status(coordinator, status)
             if options.on_status:
                 options.on_status(status)
+            done = not pool.running and (stopping or bool(status.get("stop_reason"))
+                                         or crashes_left <= 0)
         except KeyboardInterrupt:
             if stopping:
                 log.info("second Ctrl-C: abandoning %d trials in flight", len(pool.running))
@@ -197,6 +276,11 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
     return final
 
 
+def _capacity(nodes: list[Node]) -> str:
+    return (f"{len(nodes)} node(s), {sum(n.cpus for n in nodes):g} CPUs and "
+            f"{sum(n.gpus for n in nodes):g} GPUs in all")
+
+
 def _worker_failed(coordinator: Any, worker_id: str, error: BaseException) -> str:
     reason = _one_line(error)
     log.warning("worker %s ended: %s", worker_id, reason)
@@ -207,9 +291,9 @@ def _worker_failed(coordinator: Any, worker_id: str, error: BaseException) -> st
 
 
 def _abandon(coordinator: Any, pool: _WorkerPool) -> None:
-    for worker_id, actor in list(pool.running.values()):
-        ray.kill(actor, no_restart=True)
-        _call(coordinator.worker_lost, worker_id, "abandoned at the second Ctrl-C")
+    for worker in list(pool.running.values()):
+        ray.kill(worker.actor, no_restart=True)
+        _call(coordinator.worker_lost, worker.worker_id, "abandoned at the second Ctrl-C")
     pool.running.clear()
 
 

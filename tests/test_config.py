@@ -73,8 +73,7 @@ BAD_CONFIGS = {
         "missing required key 'target.run'"),
     "wrong-type": (
         lambda v: v + "workers: {count: many}\n",
-        "key 'workers.count': Input should be a valid integer, unable to parse string as an "
-        "integer (got 'many')"),
+        "key 'workers.count': should be auto or a whole number >= 1 (got 'many')"),
     "wrong-literal": (
         lambda v: v.replace("{name: score}", "{name: score, direction: up}"),
         "key 'target.metric.direction': Input should be 'minimize' or 'maximize' (got 'up')"),

@@ -51,12 +51,13 @@ class RetryingClient:
 @ray.remote(max_restarts=0, max_task_retries=0)
 class WorkerActor:
     def __init__(self, worker_id: str, config: SwarmConfig, coordinator: Any, run_tag: str,
-                 seed: int | None) -> None:
+                 seed: int | None, placed: dict[str, Any] | None = None) -> None:
         # The worker's clone lives on its own node: no shared file system is assumed.
         self._root = Path(tempfile.gettempdir()) / "swarm-workers" / run_tag / worker_id
         shutil.rmtree(self._root, ignore_errors=True)
         context = ray.get_runtime_context()
-        where = {"node": context.get_node_id()[:8], "pid": os.getpid()}
+        where = {**(placed or {}), "node": context.get_node_id()[:8], "pid": os.getpid(),
+                 "gpus": ",".join(str(g) for g in ray.get_gpu_ids()), "root": str(self._root)}
         self._loop = WorkerLoop(worker_id, config, RetryingClient(coordinator), self._root,
                                 make_proposer(config.proposer, seed), where)
 
