@@ -62,6 +62,10 @@ class CoordinatorActor:
     def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
         self._service.set_live(workers)
 
+    def node_id(self) -> str:
+        """The node it runs on (the head, where the run directory is)."""
+        return ray.get_runtime_context().get_node_id()
+
     def driver_silence_s(self) -> float:
         return self._service.driver_silence_s()
 

@@ -67,6 +67,9 @@ def _workers(status: dict[str, Any]) -> Table:
     for column in ("worker", "where", "doing"):
         table.add_column(column)
     for worker, info in status["workers"].items():
-        where = " ".join(f"{k}={v}" for k, v in info.items() if k in ("node", "host", "pid"))
+        shown = {k: v for k, v in info.items() if k in ("host", "node", "gpus", "hardware") and v}
+        if info.get("volunteer"):
+            shown["volunteer"] = "yes"
+        where = " ".join(f"{k}={v}" for k, v in shown.items())
         table.add_row(worker, where, info.get("doing", ""))
     return table
