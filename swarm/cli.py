@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run (or --resume) a search")
     run.add_argument("config", type=Path, help="configs/<target>.yaml")
-    run.add_argument("--workers", type=int, help="worker count (workers.count)")
+    run.add_argument("--workers", type=_count, help="worker count, or auto: one per GPU (workers.count)")
     run.add_argument("--max-trials", type=int, help="stop after this many evaluations in all")
     run.add_argument("--hours", type=float, help="stop after this many hours")
     run.add_argument("--proposer", choices=["mutate", "llm", "agent"], help="proposer.kind")
@@ -44,8 +44,36 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
     status = commands.add_parser("status", help="best, trials/hour, workers of a run")
     status.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
+    status.add_argument("--address", help="ask the live coordinator on this Ray cluster (auto or "
+                        "HOST:PORT); RUN_DIR as the driver named it. Default: read the ledger")
     status.set_defaults(command=_status)
+    join = commands.add_parser("join", help="lend this machine's GPUs to a running search")
+    join.add_argument("address", help="the head's HOST:PORT (GCS port, 6379 by default)")
+    join.add_argument("--gpus", type=int, help="GPUs to lend (default: all Ray finds)")
+    join.add_argument("--cpus", type=int, help="CPUs to lend (default: all)")
+    join.add_argument("--node-ip", help="the address other nodes reach this one at (overlay/NAT)")
+    join.add_argument("--token-file", type=Path, help="the cluster's auth token (default: "
+                      "$RAY_AUTH_TOKEN or ~/.ray/auth_token when present)")
+    join.set_defaults(command=_join)
     return parser
+
+
+def _count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a whole number >= 1")
+    return value
+
+
+def _join(args: argparse.Namespace) -> int:
+    from swarm.join import join
+
+    return join(args.address, args.gpus, args.cpus, args.node_ip, args.token_file)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,6 +116,13 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 def _status(args: argparse.Namespace) -> int:
     from coordinator.summary import load_status
 
+    if args.address:
+        if args.run_dir is None:
+            raise SwarmError("status --address needs RUN_DIR, as the driver was given it")
+        from swarm.launch import live_status  # ray loads here
+
+        Console().print(render_status(live_status(args.address, args.run_dir)))
+        return 0
     run_dir = args.run_dir or _newest_run(Path("runs"))
     Console().print(render_status(load_status(run_dir)))
     return 0

@@ -25,7 +25,7 @@ from workers.actor import WorkerActor
 
 __all__ = [
     "RunOptions", "CoordinatorLost", "run_swarm", "resolve_target_repo", "coordinator_name",
-    "connect",
+    "connect", "live_status",
 ]
 
 log = logging.getLogger("swarm.driver")
@@ -97,6 +97,21 @@ def connect(address: str | None, config: SwarmConfig) -> None:
     cpus = max(os.cpu_count() or 1, int(count * config.workers.cpus_per_worker + 0.999))
     ray.init(address="local", namespace="swarm", num_cpus=cpus, include_dashboard=False,
              log_to_driver=False)
+
+
+def live_status(address: str, run_dir: Path) -> dict[str, Any]:
+    """The status of a run from its live coordinator on the cluster at `address`."""
+    ray.init(address=address, namespace="swarm", log_to_driver=False)
+    try:
+        coordinator = ray.get_actor(coordinator_name(run_dir))
+    except ValueError:
+        raise SwarmError(f"no live coordinator for {run_dir.resolve()} on {address}; give the run "
+                         "directory exactly as the driver was given it, or read its ledger: "
+                         "swarm status RUN_DIR on the head") from None
+    try:
+        return ray.get(coordinator.status.remote(), timeout=30)
+    except (RayError, GetTimeoutError) as exc:
+        raise SwarmError(f"the coordinator of {run_dir} did not answer: {_one_line(exc)}") from None
 
 
 def coordinator_name(run_dir: Path) -> str:

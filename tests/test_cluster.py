@@ -4,6 +4,10 @@ placement, nodes joining and leaving, volunteers, hardware classes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -205,3 +209,36 @@ def test_a_volunteer_s_winner_becomes_best_only_after_a_trusted_node_re_ran_it(
             confirms = [t for t, e in started.items() if e["kind"] == "confirm" and e["of"] == trial["trial"]]
             assert confirms and all(nodes[t] == trusted.node_id[:8] for t in confirms)
             assert accepted["runs"] == len(confirms)  # judged on the trusted runs alone
+
+
+def test_swarm_join_lends_a_node_whose_leaving_loses_only_its_trials_in_flight(
+        cluster: Cluster, tmp_path: Path) -> None:
+    trusted = gpu_node(cluster)
+    run = Run(config(**{"stop.max_trials": 10_000, "target.budget_s": 3.0}), tmp_path / "run")
+    run.wait(lambda: any(e["event"] == "trial_finished" for e in events(run.run_dir)))
+    asked = time.monotonic()
+    joiner = subprocess.Popen([sys.executable, "-m", "swarm.cli", "join", cluster.address,
+                               "--gpus", "1", "--cpus", "2"], start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def volunteer_trials(finished: bool) -> set[str]:
+        ran = events(run.run_dir)
+        done = {e["trial"] for e in ran if e["event"] == "trial_finished"}
+        return {e["trial"] for e in ran if e["event"] == "trial_started" and
+                e["hardware"].startswith("volunteer/") and (e["trial"] in done) == finished}
+    try:
+        run.wait(lambda: volunteer_trials(finished=False), timeout_s=90)
+        join_to_first_trial_s = time.monotonic() - asked
+        in_flight = volunteer_trials(finished=False)
+    finally:
+        os.killpg(joiner.pid, signal.SIGTERM)  # what Ctrl-C or `kill` does to `swarm join`
+        output = joiner.communicate(timeout=60)[0]
+    assert joiner.returncode is not None, output
+    run.wait(lambda: in_flight <= volunteer_trials(finished=True), timeout_s=60)
+    run.stop()
+    cluster.remove_node(trusted)
+    ran = events(run.run_dir)
+    lost = {e["trial"] for e in ran if e["event"] == "trial_finished" and e["status"] == "lost"}
+    assert lost == in_flight, output
+    assert "joining" in output and "as a volunteer node" in output
+    print(f"\nswarm join (the command) -> first trial on the new node: {join_to_first_trial_s:.1f} s")
