@@ -53,6 +53,7 @@ class RunOptions:
     poll_s: float = 0.5
     on_status: Callable[[dict[str, Any]], None] | None = None  # live progress display
     max_replacements: int | None = None  # default: 2 per configured worker
+    orphaned_after_s: float = ORPHANED_AFTER_S
 
 
 def run_swarm(options: RunOptions) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def run_swarm(options: RunOptions) -> dict[str, Any]:
     config, run_dir = options.config, options.run_dir.resolve()
     connect(options.address, config)
     session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    coordinator = _start_coordinator(config, run_dir, session, options.resume)
+    coordinator = _start_coordinator(config, run_dir, session, options.resume, options.orphaned_after_s)
     pool = _WorkerPool(config, coordinator, f"{config.name}-{session}")
     log.info("session %s: workers %s, run dir %s", session, config.workers.count, run_dir)
     try:
@@ -119,9 +120,10 @@ def coordinator_name(run_dir: Path) -> str:
     return "swarm-coordinator-" + hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
 
 
-def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> Any:
+def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume: bool,
+                       orphaned_after_s: float) -> Any:
     name = coordinator_name(run_dir)
-    _replace_orphan(name, run_dir)
+    _replace_orphan(name, run_dir, orphaned_after_s)
     head = {"node:__internal_head__": 0.001}  # the run directory lives on the head node
     # Detached: a `ray job submit` driver that dies does not take the run's state with it; a
     # driver started again takes over (see _replace_orphan) and the ledger has everything.
@@ -137,7 +139,7 @@ def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume:
     return coordinator
 
 
-def _replace_orphan(name: str, run_dir: Path) -> None:
+def _replace_orphan(name: str, run_dir: Path, orphaned_after_s: float) -> None:
     """Refuses a run directory another live driver runs; kills a coordinator left behind."""
     try:
         existing = ray.get_actor(name)
@@ -147,7 +149,7 @@ def _replace_orphan(name: str, run_dir: Path) -> None:
         silence = ray.get(existing.driver_silence_s.remote(), timeout=30)
     except (RayError, GetTimeoutError):
         silence = float("inf")  # dead or stuck: nobody is running the run through it
-    if silence < ORPHANED_AFTER_S:
+    if silence < orphaned_after_s:
         raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")
     log.warning("replacing the coordinator of %s: its driver has been silent %.0f s", run_dir, silence)
     ray.kill(existing, no_restart=True)

@@ -162,3 +162,25 @@ def test_worker_killed_mid_trial_loses_only_that_trial_and_is_replaced(local_ray
     assert "worker died" in lost[0]["reason"]
     started_by = {e["trial"]: e["worker"] for e in events(run_dir) if e["event"] == "trial_started"}
     assert "w3" in started_by.values()  # the replacement worker did trials
+
+
+def test_a_run_directory_a_live_driver_runs_is_refused_and_an_orphaned_coordinator_replaced(
+        local_ray, tmp_path):
+    from coordinator.actor import CoordinatorActor
+    from swarm.errors import SwarmError
+
+    run_dir = (tmp_path / "run").resolve()
+    config = quadratic(max_trials=6)
+    # A driver killed outright leaves its detached coordinator behind, silent from then on
+    left = CoordinatorActor.options(name=coordinator_name(run_dir), lifetime="detached").remote(
+        config, str(run_dir), "killed-driver", False)
+    assert ray.get(left.ready.remote(), timeout=120) is None
+    with pytest.raises(SwarmError, match="already being run by another driver"):
+        run_swarm(RunOptions(config, run_dir, resume=True))  # it was heard from just now
+    time.sleep(1.5)
+    status = run_swarm(RunOptions(config, run_dir, resume=True, orphaned_after_s=1.0))
+    assert status["stop_reason"] == "max_trials reached (6)"
+    sessions = [e["session"] for e in events(run_dir) if e["event"] == "session_started"]
+    assert sessions[0] == "killed-driver" and len(sessions) == 2
+    with pytest.raises(ValueError):
+        ray.get_actor(coordinator_name(run_dir))  # the new driver took its coordinator down at the end
