@@ -260,7 +260,7 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
                 f"the last: {state.last_refusal[:200]}")
     if stop.hours is not None and elapsed_s >= stop.hours * 3600:
         return f"hours reached ({stop.hours})"
-    best_runs = state.best_samples()
+    best_runs = state.trusted_best_samples()  # a volunteer's claim cannot end the run
     if stop.target_metric is not None and best_runs and improvement(
             mean(best_runs), stop.target_metric, direction) >= 0:
         return f"target_metric reached ({stop.target_metric})"

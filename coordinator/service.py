@@ -319,7 +319,9 @@ class Coordinator:
 
     def _best_commit_for(self, j: decide.Judgement) -> str:
         trial = self.state.trials[j.trial]
-        runs = [trial.metric] + [r.metric for r in self.state.confirmations(trial.id)]
+        confirmations = [r.metric for r in self.state.confirmations(trial.id) if r.status == "ok"]
+        # a volunteer's own metric is a claim, not a measurement: its trusted re-runs stand
+        runs = confirmations if trial.volunteer and confirmations else [trial.metric] + confirmations
         trailers = (f"Swarm-Trial: {trial.id}\nSwarm-Worker: {trial.worker}\n"
                     f"Swarm-Metric: {self.config.target.metric.name}={mean(runs):.6g}\n"
                     f"Swarm-Runs: {len(runs)}")

@@ -63,8 +63,9 @@ def wanted(nodes: Iterable[Node], spec: WorkersSpec) -> int:
 def plan(nodes: list[Node], spec: WorkersSpec, running_on: Mapping[str, int],
          allowed: int | None = None) -> list[str]:
     """Node ids to start one new worker on each: up to `wanted` minus those running, where
-    slots are free, the node with the most free slots first (so workers spread), trusted nodes
-    before volunteers on a tie. `allowed` caps how many may start (replacements left)."""
+    slots are free; trusted nodes before volunteers (a volunteer's winners need a trusted
+    worker to confirm them), then the node with the most free slots (so workers spread).
+    `allowed` caps how many may start (replacements left)."""
     free = {n.node_id: slots(n, spec) - running_on.get(n.node_id, 0) for n in nodes}
     order = {n.node_id: (n.volunteer, n.node_id) for n in nodes}
     missing = wanted(nodes, spec) - sum(running_on.values())
@@ -72,7 +73,8 @@ def plan(nodes: list[Node], spec: WorkersSpec, running_on: Mapping[str, int],
         missing = min(missing, allowed)
     chosen: list[str] = []
     while len(chosen) < missing:
-        node_id = min((n for n in free if free[n] > 0), key=lambda n: (-free[n], order[n]), default=None)
+        node_id = min((n for n in free if free[n] > 0),
+                      key=lambda n: (order[n][0], -free[n], order[n][1]), default=None)
         if node_id is None:
             break  # the cluster is full: the rest start when capacity joins
         chosen.append(node_id)

@@ -696,3 +696,11 @@ def test_a_volunteer_s_winner_waits_for_a_trusted_confirmation_even_with_confirm
     # the volunteer said 0.0; the trusted re-run says 1.0, no better than best: its claim is ignored
     assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
         "00007", "unconfirmed", reference=1.0, required=0.5, improvement=0.0, runs=1)
+
+
+def test_a_volunteer_s_claimed_baseline_cannot_reach_the_target_metric() -> None:
+    from swarm.config import StopSpec
+
+    state = replay(START, BASELINES, [
+        started("00004", "baseline", "v1", "c0", "t0", hardware="volunteer/x"), finished("00004", metric=-99.0)])
+    assert stop_reason(state, StopSpec(target_metric=0.0), "minimize", 0.0, False) is None

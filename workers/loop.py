@@ -166,6 +166,9 @@ class WorkerLoop:
                              proposal.hypothesis, proposal.tokens_in, proposal.tokens_out,
                              proposal.cost_usd)
         trial_id, refusal = self.client.begin_candidate(info)
+        if refusal == "stop" and proposal.cost_usd > 0:  # paid for, never to run: still counted
+            self.client.proposal_failed(self.id, "prepared but never run: the swarm stopped",
+                                        proposal.cost_usd)
         if refusal:
             return 0
         outcome = self._evaluate(trial_id, candidate.commit, parent=parent)
