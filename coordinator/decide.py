@@ -215,6 +215,8 @@ def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direc
         if len(reference) < wanted:
             if on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
                 return None  # its baselines on this class are owed: wait for them
+            if not reference and _baseline_running(state, trial.parent, run.hardware):
+                return None  # its parent's run on this class is seconds away
             if not reference:
                 continue  # no class-mate ever measured the parent: this run cannot count
         references.append(mean(reference))
@@ -230,6 +232,10 @@ def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direc
     if verdict in ("accept", "promising") and not on_best:
         verdict = "rebase"
     return Judgement(trial.id, verdict, references[0], required, gain, len(gains))
+
+
+def _baseline_running(state: SwarmState, commit: str, hardware: str) -> bool:
+    return any(_is_baseline_of(state.trials[t], commit, hardware) for t in state.inflight)
 
 
 def _required(state: SwarmState, acceptance: AcceptanceSpec, hardware: str) -> float:

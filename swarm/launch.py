@@ -147,8 +147,12 @@ def _replace_orphan(name: str, run_dir: Path, orphaned_after_s: float) -> None:
         return  # no such actor: good
     try:
         silence = ray.get(existing.driver_silence_s.remote(), timeout=30)
+    except ActorDiedError:
+        silence = float("inf")  # dead for good: nobody is running the run through it
     except (RayError, GetTimeoutError):
-        silence = float("inf")  # dead or stuck: nobody is running the run through it
+        # busy or restarting (replaying its ledger) is not orphaned: its driver may be alive
+        raise SwarmError(f"the coordinator of {run_dir} is busy or restarting; try again in a "
+                         "minute") from None
     if silence < orphaned_after_s:
         raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")
     log.warning("replacing the coordinator of %s: its driver has been silent %.0f s", run_dir, silence)

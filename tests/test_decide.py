@@ -704,3 +704,17 @@ def test_a_volunteer_s_claimed_baseline_cannot_reach_the_target_metric() -> None
     state = replay(START, BASELINES, [
         started("00004", "baseline", "v1", "c0", "t0", hardware="volunteer/x"), finished("00004", metric=-99.0)])
     assert stop_reason(state, StopSpec(target_metric=0.0), "minimize", 0.0, False) is None
+
+
+def test_a_run_waits_for_its_parent_s_baseline_on_its_class_still_running_after_best_moved() -> None:
+    state = replay(START, BASELINES, [
+        started("00004", "baseline", "w1", "c0", "t0", hardware=FAST),  # in flight
+        started("00005", "candidate", "w2", "c5", "t5", hardware=FAST, hypothesis="h5"),
+        finished("00005", metric=-0.1)],
+        candidate("00006", "w0", 0.0), [verdict("00006", "accepted", best_commit="b6")])
+    assert state.best.commit == "b6"  # 00005's parent is no longer best
+    waiting = next_judgement(state, AT_ONCE, "minimize")
+    assert waiting is None or waiting.trial != "00005"  # not discarded for want of a reference
+    state.apply(finished("00004", metric=0.5))
+    judged = next_judgement(state, AT_ONCE, "minimize")
+    assert (judged.trial, judged.verdict, judged.reference) == ("00005", "rebase", 0.5)
