@@ -846,74 +846,79 @@ class RewritesB:
         return Proposal({"train.py": text}, f"B -> {value}")
 
 
+class GatedWorker:
+    """Worker w2 on a Driver's coordinator, its experiments held until `gate` exists, and its
+    RewritesB proposer noting whether one of them was running."""
+
+    def __init__(self, tmp_path: Path, driver: Driver) -> None:
+        self.gate, running = tmp_path / "gate", tmp_path / "running"
+        self.client, self.proposer = Serialized(driver.coord), RewritesB(running)
+        loop = WorkerLoop("w2", driver.config, self.client, tmp_path / "w2", self.proposer,
+                          {"hardware": "cpu:test"}, best_poll_s=0.05)
+        self.thread = threading.Thread(target=loop.run, daemon=True)
+
+    @staticmethod
+    def run_command(tmp_path: Path) -> dict[str, Any]:
+        gate, running = tmp_path / "gate", tmp_path / "running"
+        return {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
+                              f"done; python train.py; s=$?; rm -f {running}; exit $s",
+                "target.timeout_s": 300}
+
+    def trials(self, driver: Driver) -> list[Any]:
+        return [t for t in driver.coord.state.trials.values() if t.worker == "w2"]
+
+    def finish_second_trial_and_stop(self, driver: Driver) -> Any:
+        """Opens the gate, waits for w2's second trial, stops the run; that trial."""
+        self.gate.touch()
+        wait_until(lambda: len(self.trials(driver)) == 2)
+        self.client.request_stop()
+        self.thread.join(JOIN_S)
+        assert not self.thread.is_alive()
+        driver.coord.close()
+        return self.trials(driver)[1]
+
+
 def test_a_prepared_proposal_that_a_new_best_breaks_is_replaced_before_the_trial_ends(tmp_path: Path) -> None:
-    gate, running = tmp_path / "gate", tmp_path / "running"  # w2's experiments wait for the gate
-    driver = Driver(tmp_path, {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
-                                             f"done; python train.py; s=$?; rm -f {running}; exit $s",
-                             "target.timeout_s": 300})
+    driver = Driver(tmp_path, GatedWorker.run_command(tmp_path))
     driver.baseline("w1", 10.0)
     old_best = driver.coord.state.best.commit
-    client = Serialized(driver.coord)
-    proposer = RewritesB(running)
-    loop = WorkerLoop("w2", driver.config, client, tmp_path / "w2", proposer, {"hardware": "cpu:test"},
-                      best_poll_s=0.05)
-    worker = threading.Thread(target=loop.run, daemon=True)
-    worker.start()
+    w2 = GatedWorker(tmp_path, driver)
+    w2.thread.start()
     # w2 proposed, is running its candidate, and prepared its next proposal on the old best
-    wait_until(lambda: len(proposer.calls) == 2)
-    with client.lock:  # meanwhile w1 wins (B = 0.3 is the optimum), confirmed by w3
+    wait_until(lambda: len(w2.proposer.calls) == 2)
+    with w2.client.lock:  # meanwhile w1 wins (B = 0.3 is the optimum), confirmed by w3
         trial, _info, bundle = driver.propose("w1", ("B = 1.0", "B = 0.3"))
         driver.ok(trial, "w1", 5.0, bundle)
         driver.ok(driver.evaluate("w3", "confirm"), "w3", 5.0)
         new_best = driver.coord.state.best.commit
         assert new_best != old_best
-    wait_until(lambda: len(proposer.calls) == 3)
-    first = next(t for t in driver.coord.state.trials.values() if t.worker == "w2")
-    assert first.status is None  # still running
-    assert proposer.calls == [(old_best, False), (old_best, True), (new_best, True)]
-    gate.touch()
-    wait_until(lambda: len([t for t in driver.coord.state.trials.values() if t.worker == "w2"]) == 2)
-    client.request_stop()
-    worker.join(JOIN_S)
-    assert not worker.is_alive()
-    driver.coord.close()
+    wait_until(lambda: len(w2.proposer.calls) == 3)
+    assert w2.trials(driver)[0].status is None  # still running
+    assert w2.proposer.calls == [(old_best, False), (old_best, True), (new_best, True)]
+    second = w2.finish_second_trial_and_stop(driver)
     # w2's next candidate is the proposal prepared on the new best; asking anew would say B -> 9.0
-    second = [t for t in driver.coord.state.trials.values() if t.worker == "w2"][1]
     assert (second.parent, second.hypothesis) == (new_best, "B -> 8.0")
 
 
 def test_a_worker_confirming_a_candidate_prepares_its_next_proposal_on_that_candidate(tmp_path: Path) -> None:
-    gate, running = tmp_path / "gate", tmp_path / "running"
-    driver = Driver(tmp_path, {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
-                                             f"done; python train.py; s=$?; rm -f {running}; exit $s",
-                               "target.timeout_s": 300})
+    driver = Driver(tmp_path, GatedWorker.run_command(tmp_path))
     driver.baseline("w1", 10.0)
     old_best = driver.coord.state.best.commit
     trial, info, bundle = driver.propose("w1", ("B = 1.0", "B = 0.3"))
     driver.ok(trial, "w1", 5.0, bundle)  # promising: the next worker to ask confirms it
-    client = Serialized(driver.coord)
-    proposer = RewritesB(running)
-    loop = WorkerLoop("w2", driver.config, client, tmp_path / "w2", proposer, {"hardware": "cpu:test"},
-                      best_poll_s=0.05)
-    worker = threading.Thread(target=loop.run, daemon=True)
-    worker.start()
+    w2 = GatedWorker(tmp_path, driver)
+    w2.thread.start()
     # During the confirmation: one proposal on best, and, since that one conflicts with the
     # candidate (both rewrite B), a second on the candidate
-    wait_until(lambda: len(proposer.calls) == 2)
-    confirming = next(t for t in driver.coord.state.trials.values() if t.worker == "w2")
+    wait_until(lambda: len(w2.proposer.calls) == 2)
+    confirming = w2.trials(driver)[0]
     assert (confirming.kind, confirming.of, confirming.status) == ("confirm", trial, None)
-    assert proposer.calls == [(old_best, True), (info.commit, True)]
-    gate.touch()
-    wait_until(lambda: len([t for t in driver.coord.state.trials.values() if t.worker == "w2"]) == 2)
-    client.request_stop()
-    worker.join(JOIN_S)
-    assert not worker.is_alive()
-    driver.coord.close()
+    assert w2.proposer.calls == [(old_best, True), (info.commit, True)]
+    second = w2.finish_second_trial_and_stop(driver)
     state = driver.coord.state
     assert state.trials[trial].verdict == "accepted" and state.best.tree == info.tree
     # the proposal made on the candidate, moved onto the accepted commit, ran next at no extra
     # cost; the one on the old best was dropped (asking anew would have said B -> 8.0)
-    second = [t for t in state.trials.values() if t.worker == "w2"][1]
     assert (second.parent, second.hypothesis) == (state.best.commit, "B -> 7.0")
 
 
