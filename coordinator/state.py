@@ -192,9 +192,14 @@ class SwarmState:
             return by_class.get(hardware, [])
         return [m for runs in by_class.values() for m in runs]
 
+    def trusted_samples(self, tree: str) -> dict[str, list[float]]:
+        """A tree's runs by class, volunteers' classes left out."""
+        return {cls: runs for cls, runs in self.samples.get(tree, {}).items()
+                if not cls.startswith(VOLUNTEER_CLASS)}
+
     def trusted_best_samples(self) -> list[float]:
-        by_class = self.samples.get(self.best.tree, {}) if self.best else {}
-        return [m for cls, runs in by_class.items() if not cls.startswith(VOLUNTEER_CLASS) for m in runs]
+        by_class = self.trusted_samples(self.best.tree) if self.best else {}
+        return [m for runs in by_class.values() for m in runs]
 
     def sample_groups(self, hardware: str | None = None, trusted_only: bool = False) -> list[list[float]]:
         """Runs of the same code on the same class (one class, or all): what noise is measured on."""

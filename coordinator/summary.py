@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.results import result_status
-from coordinator.state import VOLUNTEER_CLASS, SwarmState
+from coordinator.state import SwarmState
 from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import read_events
@@ -49,8 +49,7 @@ def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
     if best is None:
         return None
     # Every trusted class's runs together: a headline figure, not what verdicts compare
-    by_class = {cls: runs for cls, runs in state.samples.get(best.tree, {}).items()
-                if not cls.startswith(VOLUNTEER_CLASS)}
+    by_class = state.trusted_samples(best.tree)
     runs = [m for class_runs in by_class.values() for m in class_runs]
     return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
             "mean": mean(runs) if runs else None, "runs": len(runs),

@@ -102,6 +102,13 @@ class Run:
         self.thread.join(120)
         assert not self.thread.is_alive() and self.error is None, self.error
 
+    @classmethod
+    def long(cls, tmp_path: Path, budget_s: float) -> "Run":
+        """A run that goes on until stopped, once its first trial has finished."""
+        run = cls(config(**{"stop.max_trials": 10_000, "target.budget_s": budget_s}), tmp_path / "run")
+        run.wait(lambda: any(e["event"] == "trial_finished" for e in events(run.run_dir)))
+        return run
+
     def nodes_of(self, run_events: list[dict]) -> dict[str, str]:
         """trial -> the node (8 characters) its worker ran on."""
         return {e["trial"]: self.workers.get(e["worker"], {}).get("node", "?")
@@ -147,8 +154,7 @@ def test_the_coordinator_runs_on_the_head(cluster: Cluster, tmp_path: Path) -> N
 def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_only_its_trials(
         cluster: Cluster, tmp_path: Path) -> None:
     first = gpu_node(cluster)
-    run = Run(config(**{"stop.max_trials": 10_000, "target.budget_s": 4.0}), tmp_path / "run")
-    run.wait(lambda: any(e["event"] == "trial_finished" for e in events(run.run_dir)))
+    run = Run.long(tmp_path, budget_s=4.0)
     joined_at = time.monotonic()
     second = gpu_node(cluster)
 
@@ -176,7 +182,7 @@ def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_only_its_trial
     lost = {e["trial"] for e in ran if e["event"] == "trial_finished" and e["status"] == "lost"}
     assert lost == {victim}
     assert join_to_first_trial_s < 30, join_to_first_trial_s
-    print(f"\nswarm join -> first trial on the new node: {join_to_first_trial_s:.1f} s")
+    print(f"\nnode added -> first trial on it: {join_to_first_trial_s:.1f} s")
 
 
 def test_a_volunteer_s_winner_becomes_best_only_after_a_trusted_node_re_ran_it(
@@ -213,8 +219,7 @@ def test_a_volunteer_s_winner_becomes_best_only_after_a_trusted_node_re_ran_it(
 def test_swarm_join_lends_a_node_whose_leaving_loses_only_its_trials_in_flight(
         cluster: Cluster, tmp_path: Path) -> None:
     trusted = gpu_node(cluster)
-    run = Run(config(**{"stop.max_trials": 10_000, "target.budget_s": 3.0}), tmp_path / "run")
-    run.wait(lambda: any(e["event"] == "trial_finished" for e in events(run.run_dir)))
+    run = Run.long(tmp_path, budget_s=3.0)
     asked = time.monotonic()
     joiner = subprocess.Popen([sys.executable, "-m", "swarm.cli", "join", cluster.address,
                                "--gpus", "1", "--cpus", "2"], start_new_session=True,
