@@ -71,6 +71,9 @@ class WorkersSpec(_Strict):
     gpus_per_worker: float = Field(default=0, ge=0, description="1, or 0.5 / 0.25 to share a GPU")
     cpus_per_worker: float = Field(default=1, ge=0)
     max_workers: int | None = Field(default=None, ge=1, description="cap on workers, auto or not")
+    prepare_ahead: bool = Field(
+        default=True, description="prepare the next proposal while a trial runs; false: propose, then "
+                                  "evaluate, as autoresearch's single loop does")
 
     @field_validator("count", mode="before")
     @classmethod

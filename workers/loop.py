@@ -270,7 +270,9 @@ class WorkerLoop:
             return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
                                 hardware=self.where["hardware"])
         trial_over = threading.Event()
-        if self.have:  # the next proposal is prepared while the experiment runs
+        # The next proposal is prepared while the experiment runs, unless the config asks for
+        # autoresearch's sequential loop (the duty-cycle bench compares the two).
+        if self.have and self.config.workers.prepare_ahead:
             self.prepared = self._pool.submit(self._prepare, self.prepared, self.have, expect, trial_over)
         try:
             result, guard_exit, output = self._run_experiment(trial_id)
