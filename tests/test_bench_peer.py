@@ -1,0 +1,64 @@
+"""bench/duty_cycle.py and bench/openevolve_peer.py keep working: their --quick runs, as
+subprocesses, print tables whose numbers say what the benchmarks are for."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_TIMEOUT_S = 240
+
+
+def run_quick(script: str, home: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["HOME"] = str(home)  # Ray writes its token there
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=QUICK_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def table_rows(output: str, first_column: str) -> list[list[str]]:
+    """The cells of the markdown table whose header starts with first_column, header left out."""
+    lines = [line for line in output.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2:]]
+
+
+def percent(cell: str) -> float:
+    return float(cell.rstrip("%"))
+
+
+def test_duty_cycle_quick_overlapped_workers_evaluate_a_larger_share(tmp_path: Path) -> None:
+    output = run_quick("duty_cycle.py", tmp_path)
+    rows = table_rows(output, "mode")
+    shares: dict[str, list[float]] = {"overlapped": [], "sequential": []}
+    trials = {"overlapped": 0, "sequential": 0}
+    for mode, _worker, count, span, busy, share in rows:
+        assert 0 < float(busy) <= float(span) + 0.05
+        shares[mode].append(percent(share))
+        trials[mode] += int(count)
+    assert trials == {"overlapped": 6, "sequential": 6}
+    overlapped = sum(shares["overlapped"]) / len(shares["overlapped"])
+    sequential = sum(shares["sequential"]) / len(shares["sequential"])
+    assert overlapped > 90.0, output
+    assert overlapped > sequential + 5.0, output
+    ratio = float(re.search(r"overlapped / sequential = ([0-9.]+)x", output).group(1))
+    assert ratio > 1.0, output
+    assert re.search(r"import litellm in a fresh interpreter: [0-9.]+ s", output)
+
+
+def test_openevolve_peer_quick_both_systems_do_the_evaluations_asked(tmp_path: Path) -> None:
+    output = run_quick("openevolve_peer.py", tmp_path)
+    rows = {row[0]: row for row in table_rows(output, "system")}
+    assert set(rows) == {"OpenEvolve 0.4.0", "swarm"}
+    for system, evaluations, wall, rate, ratio, busy, requests in rows.values():
+        assert int(evaluations) == 6, output
+        assert float(wall) > 0 and float(rate) > 0
+        assert 0 < percent(busy) <= 100.5, output
+        assert int(requests) >= 5, output  # every evaluation but the first needed a proposal
+    assert rows["swarm"][4] == "1.00x"
