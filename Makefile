@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,ml]'
+	$(BIN)/pip install -q -e '.[dev,ml,bench]'
 	touch $@
 
 # A new run directory each time: `make run` twice starts two runs (resume one with
