@@ -59,6 +59,9 @@ class CoordinatorActor:
     def request_stop(self) -> None:
         self._service.request_stop()
 
+    def place(self, worker_id: str, where: dict[str, Any]) -> None:
+        self._service.place(worker_id, where)
+
     def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
         self._service.set_live(workers)
 

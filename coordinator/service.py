@@ -32,6 +32,7 @@ __all__ = ["Coordinator"]
 
 _INCOMING = ".repo-incoming"  # where a new run's target is imported before it is moved into place
 _STALE_LOCK_S = 5.0  # a git lock this old has no live git process behind it
+UNPLACED_WAIT_S = 0.5  # a worker started before its placement reached the coordinator asks again
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class Coordinator:
         # worker -> what the driver, which placed it, says: node, volunteer, hardware. Trusted
         # over the worker's word: a volunteer's worker runs code its owner may have changed.
         self.placement: dict[str, dict[str, Any]] = {}
+        # Once a driver places workers, a worker it has not placed is not trusted: it may be
+        # a volunteer whose placement has not arrived yet (or was lost with a restart).
+        self.driver_places = False
         self.driver_seen = time.monotonic()
         self.stopped: set[str] = set()  # workers told to stop in this session: they are leaving
         self.stop_requested = False
@@ -186,6 +190,8 @@ class Coordinator:
             self._finish_lost(trial_id, "its worker asked for new work without reporting it")
         if abandoned:
             self._write_results()
+        if self.driver_places and worker_id not in self.placement and not self.stop_reason():
+            return WorkUnit("wait", self.state.best.commit, wait_s=UNPLACED_WAIT_S)
         hardware, _volunteer = self._seat(worker_id)
         choice = decide.assign(self.state, worker_id, set(self.live), self.config.acceptance,
                                self.stop_reason(), winding_down=self._budget_spent() is not None,
@@ -225,7 +231,7 @@ class Coordinator:
         self._record({"event": "trial_started", "trial": trial_id, "kind": "candidate",
                       "worker": info.worker_id, "commit": info.commit, "tree": info.tree,
                       "parent": info.parent, "session": self.session,
-                      "hardware": hardware, "volunteer": volunteer,
+                      "hardware": hardware, "volunteer": volunteer, "node": self._node_of(info.worker_id),
                       "hypothesis": info.hypothesis,
                       "tokens_in": info.tokens_in, "tokens_out": info.tokens_out,
                       "cost_usd": info.cost_usd})
@@ -349,6 +355,7 @@ class Coordinator:
                       "worker": worker_id, "commit": choice.commit, "tree": choice.tree,
                       "parent": choice.parent, "of": choice.of, "hypothesis": choice.hypothesis,
                       "session": self.session, "hardware": hardware,
+                      "node": self._node_of(worker_id),
                       # a rebased winner re-run by a volunteer needs a trusted confirmation
                       "volunteer": volunteer and choice.kind == "candidate"})
         return trial_id
@@ -357,8 +364,14 @@ class Coordinator:
         """The worker's class of hardware (a volunteer's is its own) and whether it volunteers."""
         placed = self.placement.get(worker_id, {})
         hardware = placed.get("hardware") or self.live.get(worker_id, {}).get("hardware", "")
-        volunteer = bool(placed.get("volunteer"))
+        unplaced = self.driver_places and worker_id not in self.placement
+        volunteer = bool(placed.get("volunteer")) or unplaced
         return (VOLUNTEER_CLASS + hardware if volunteer else hardware), volunteer
+
+    def _node_of(self, worker_id: str) -> str:
+        """Where the worker runs, for the report's colours: the driver's node id, else its host."""
+        return str(self.placement.get(worker_id, {}).get("node")
+                   or self.live.get(worker_id, {}).get("host", ""))
 
     def _volunteers(self) -> frozenset[str]:
         return frozenset(w for w, placed in self.placement.items() if placed.get("volunteer"))
@@ -393,10 +406,18 @@ class Coordinator:
 
     # -- what the driver shows ------------------------------------------------------------
 
+    def place(self, worker_id: str, where: dict[str, Any]) -> None:
+        """The driver says where it is about to start a worker, before the worker can ask for
+        work: until then the coordinator would not know whether it is a volunteer."""
+        self.driver_places = True
+        self.placement[worker_id] = where
+        self.driver_seen = time.monotonic()
+
     def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
         """The driver's running workers, with where it placed each (a restarted coordinator
         forgot its own)."""
         placement = workers if isinstance(workers, dict) else {w: {} for w in workers}
+        self.driver_places = True
         self.placement = {w: p for w, p in placement.items() if w not in self.stopped}
         self.live = {w: self.live.get(w, {}) for w in self.placement}
         self.driver_seen = time.monotonic()

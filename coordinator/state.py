@@ -45,6 +45,11 @@ class TrialRecord:
     volunteer: bool = False  # a volunteer's candidate: accepted only once a trusted worker re-ran it
     reason: str = ""
     verdict: str | None = None  # promising | discard | accepted | unconfirmed | rebased | stale_conflict
+    gain: float | None = None  # the verdict's improvement over its parent (positive: better)
+    node: str = ""  # the Ray node (or host) it ran on, as the coordinator was told
+    started: float = 0.0  # ledger timestamps: when it was assigned, finished, judged
+    finished: float = 0.0
+    decided: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class SwarmState:
     def _on_trial_started(self, event: dict[str, Any]) -> None:
         fields = {k: v for k, v in event.items() if k in TrialRecord.__dataclass_fields__}
         trial = TrialRecord(id=event["trial"], **{k: v for k, v in fields.items() if k != "id"})
+        trial.started = event.get("ts", 0.0)
         self.trials[trial.id] = trial
         self.inflight[trial.id] = trial.worker
         self.evaluations += 1
@@ -123,6 +129,7 @@ class SwarmState:
         trial.seconds = event.get("seconds", 0.0)
         trial.hardware = event.get("hardware", trial.hardware)
         trial.reason = event.get("reason", "")
+        trial.finished = event.get("ts", 0.0)
         if trial.status not in EVALUATED_STATUSES:
             self.evaluations -= 1
         if trial.status in EVALUATED_STATUSES:
@@ -144,6 +151,8 @@ class SwarmState:
     def _on_verdict(self, event: dict[str, Any]) -> None:
         trial = self.trials[event["trial"]]
         trial.verdict = event["verdict"]
+        trial.gain = event.get("improvement")
+        trial.decided = event.get("ts", 0.0)
         self.unjudged.discard(trial.id)
         if trial.verdict == "promising":
             self.awaiting.append(trial.id)

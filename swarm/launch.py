@@ -202,6 +202,8 @@ class _WorkerPool:
         worker_id = f"w{self.started}"
         spec = self.config.workers
         seed = None if self.config.proposer.seed is None else self.config.proposer.seed + self.started
+        # Placement first: a volunteer's worker must never be taken for a trusted one.
+        ray.get(self.coordinator.place.remote(worker_id, self._where(node)))
         actor = WorkerActor.options(
             num_cpus=spec.cpus_per_worker, num_gpus=spec.gpus_per_worker,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),

@@ -1056,6 +1056,17 @@ def test_a_worker_told_to_stop_is_not_made_live_again_by_the_driver(driver: Driv
     assert set(driver.coord.live) == {"w1"}
 
 
+def test_a_worker_the_driver_has_not_placed_waits_and_is_never_taken_for_trusted(driver: Driver) -> None:
+    driver.coord.place("w1", {"node": "trusted1"})
+    # w2 asks before the driver's word on it arrives (CI caught a volunteer doing just that)
+    assert driver.coord.next_work("w2", None, {"volunteer": False}).action == "wait"
+    assert driver.coord._seat("w2") == ("volunteer/", True)  # an announcement now would be untrusted
+    driver.coord.place("w2", {"node": "lent0001", "volunteer": True, "hardware": "gpu:T4"})
+    unit = driver.coord.next_work("w2", None, {"volunteer": False})
+    started = driver.coord.state.trials[unit.trial_id]
+    assert (unit.kind, started.hardware, started.node) == ("baseline", "volunteer/gpu:T4", "lent0001")
+
+
 class _Remembering:
     """Breaks train.py once, then records what it is told while it proposes small moves of B."""
 
