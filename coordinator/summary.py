@@ -12,18 +12,23 @@ from coordinator.state import SwarmState
 from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import read_events
-from swarm.policy import mean, pooled_spread
+from swarm.policy import pooled_spread
+from swarm.report.facts import estimate_of, gpu_hours, worker_figures
 from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["summarize", "load_status"]
 
 
 def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, Any]],
-              session_start: float, stop_reason: str | None) -> dict[str, Any]:
+              session_start: float, stop_reason: str | None, now: float | None = None,
+              idle: str = "proposing") -> dict[str, Any]:
+    """`now`: the time rates are taken at (a finished run's last event); `idle`: what a worker
+    with no trial in flight is said to be doing."""
     finished = [t for t in state.trials.values() if t.status is not None]
     session_done = [t for t in finished if t.session == (state.sessions or [""])[-1]
                     and t.status in EVALUATED_STATUSES]
-    hours = max(time.time() - session_start, 1e-9) / 3600
+    hours = max((now or time.time()) - session_start, 1e-9) / 3600
+    gpus = config.workers.gpus_per_worker
     return {
         "name": config.name,
         "metric": config.target.metric.name,
@@ -39,8 +44,12 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
         "proposal_failures": state.proposal_failures,
         "last_proposal_failure": state.last_proposal_failure,
         "trials_per_hour": len(session_done) / hours,
-        "workers": _workers(state, live),
+        "workers": _workers(state, live, finished, idle),
+        "gpus_per_worker": gpus,
+        "gpu_hours": gpu_hours(finished, gpus),
+        "worker_hours": gpu_hours(finished, 1.0),
         "cost_usd": state.cost_usd,
+        "tokens": sum(t.tokens_in + t.tokens_out for t in state.trials.values()),
         "stop_reason": stop_reason,
     }
 
@@ -49,23 +58,27 @@ def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
     if best is None:
         return None
     # Every trusted class's runs together: a headline figure, not what verdicts compare
+    figure = estimate_of(state, best)
     by_class = state.trusted_samples(best.tree)
-    runs = [m for class_runs in by_class.values() for m in class_runs]
     return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
-            "mean": mean(runs) if runs else None, "runs": len(runs),
-            "by_class": {cls: mean(r) for cls, r in by_class.items() if r}}
+            "mean": figure.mean, "spread": figure.spread, "runs": figure.runs,
+            "by_class": {cls: sum(r) / len(r) for cls, r in by_class.items() if r}}
 
 
-def _workers(state: SwarmState, live: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _workers(state: SwarmState, live: dict[str, dict[str, Any]],
+             finished: list[Any], idle: str) -> dict[str, dict[str, Any]]:
     running = {worker: trial for trial, worker in state.inflight.items()}
+    rates = {w.worker: w for w in worker_figures(finished)}
     workers = {}
     for worker, where in sorted(live.items()):
         trial_id = running.get(worker)
-        doing = "proposing"
+        doing = idle
         if trial_id:
             trial = state.trials[trial_id]
             doing = f"{trial.kind} {trial_id}: {trial.hypothesis}"[:80]
-        workers[worker] = {**where, "doing": doing}
+        done = rates.get(worker)
+        workers[worker] = {**where, "doing": doing, "trials": done.trials if done else 0,
+                           "per_hour": done.per_hour if done else 0.0}
     return workers
 
 
@@ -79,5 +92,10 @@ def load_status(run_dir: Path) -> dict[str, Any]:
         state.apply(event)
     config = SwarmConfig.model_validate(state.run_info["config"])
     session_start = next(e["ts"] for e in reversed(events) if e["event"] == "session_started")
-    active = {worker: {} for worker in sorted(set(state.inflight.values()))}
-    return summarize(state, config, active, session_start, None)
+    # The ledger knows who ran trials, not who is proposing: every worker of the latest session
+    session = state.sessions[-1] if state.sessions else ""
+    active = {t.worker: {"node": t.node} for t in state.trials.values() if t.session == session}
+    # a run that is over: its rate is over its own time, not up to today
+    ended = events[-1]["ts"] if not state.inflight else None
+    return summarize(state, config, active, session_start, None, now=ended,
+                     idle="between trials" if state.inflight else "stopped")

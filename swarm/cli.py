@@ -1,4 +1,4 @@
-"""`swarm run | status`: the commands users type. Errors are one line, no traceback."""
+"""`swarm run | status | report | join`: the commands users type. Errors are one line, no traceback."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--address", help="ask the live coordinator on this Ray cluster (auto or "
                         "HOST:PORT); RUN_DIR as the driver named it. Default: read the ledger")
     status.set_defaults(command=_status)
+    report = commands.add_parser("report", help="write report.md, progress.png and lineage.svg of a run")
+    report.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
+    report.set_defaults(command=_report)
     join = commands.add_parser("join", help="lend this machine's GPUs to a running search")
     join.add_argument("address", help="the head's HOST:PORT (GCS port, 6379 by default)")
     join.add_argument("--gpus", type=int, help="GPUs to lend (default: all Ray finds)")
@@ -125,6 +128,15 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     run_dir = args.run_dir or _newest_run(Path("runs"))
     Console().print(render_status(load_status(run_dir)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from swarm.report.writer import write_report  # matplotlib loads here
+
+    run_dir = args.run_dir or _newest_run(Path("runs"))
+    for path in write_report(run_dir):
+        print(path)
     return 0
 
 

@@ -27,29 +27,41 @@ def _headline(status: dict[str, Any]) -> Table:
     best, baseline = status["best"], status["baseline"]
     gain = ""
     if best["mean"] is not None and baseline["mean"] is not None:
-        gain = f"  ({best['mean'] - baseline['mean']:+.6f} vs baseline {baseline['mean']:.6f})"
+        gain = f"  ({best['mean'] - baseline['mean']:+.6f} vs baseline {_estimate(baseline)})"
     origin = f"trial {best['trial']}: {best['hypothesis']}" if best["trial"] else "the target as given"
     noise = status["noise"]
     rows = [
         ("run", f"{status['name']}  ({status['metric']}, {status['direction']})"),
-        ("best", f"{format_metric(best['mean'])} over {best['runs']} runs{gain}"),
+        ("best", f"{_estimate(best)}{gain}"),
         ("from", f"{origin}  [{best['commit'][:7]}]  {status['accepted']} accepted so far"),
         ("noise", "-" if noise is None else f"{noise:.6f} (pooled std of repeated runs)"),
         ("trials", f"{status['trials_done']} done, {status['trials_running']} running, "
                    f"{status['trials_per_hour']:.0f}/hour this session"),
         ("by status", ", ".join(f"{k} {v}" for k, v in sorted(status["by_status"].items())) or "-"),
     ]
+    if "gpu_hours" in status:
+        rows.append(("GPU-hours", _gpu_hours(status)))
     if status.get("proposal_failures"):
         rows.append(("proposals", _failures(status)))
-    if status.get("cost_usd"):
-        accepted = status["accepted"]
-        per = f", ${status['cost_usd'] / accepted:.4f} per accepted change" if accepted else ""
-        rows.append(("cost", f"${status['cost_usd']:.4f} for proposals{per}"))
+    accepted = status["accepted"]
+    per = f", ${status['cost_usd'] / accepted:.4f} per accepted change" if accepted and status["cost_usd"] else ""
+    rows.append(("cost", f"${status['cost_usd']:.4f} for proposals{per}"))
     if status.get("stop_reason"):
         rows.append(("stopping", status["stop_reason"]))
     for key, value in rows:
         table.add_row(Text(key, style="bold"), value)
     return table
+
+
+def _estimate(figure: dict[str, Any]) -> str:
+    spread = f" ± {figure['spread']:.6f}" if figure.get("spread") is not None else ""
+    return f"{format_metric(figure['mean'])}{spread} over {figure['runs']} runs"
+
+
+def _gpu_hours(status: dict[str, Any]) -> str:
+    if not status.get("gpus_per_worker"):
+        return f"0 (CPU workers: {status['worker_hours']:.2f} worker-hours in experiments)"
+    return f"{status['gpu_hours']:.2f} in experiments ({status['gpus_per_worker']:g} GPU per worker)"
 
 
 def _failures(status: dict[str, Any]) -> str:
@@ -64,12 +76,13 @@ def _failures(status: dict[str, Any]) -> str:
 
 def _workers(status: dict[str, Any]) -> Table:
     table = Table(title=None, show_edge=False, header_style="bold")
-    for column in ("worker", "where", "doing"):
+    for column in ("worker", "where", "trials", "per hour", "doing"):
         table.add_column(column)
     for worker, info in status["workers"].items():
         shown = {k: v for k, v in info.items() if k in ("host", "node", "gpus", "hardware") and v}
         if info.get("volunteer"):
             shown["volunteer"] = "yes"
         where = " ".join(f"{k}={v}" for k, v in shown.items())
-        table.add_row(worker, where, info.get("doing", ""))
+        table.add_row(worker, where, str(info.get("trials", "")),
+                      f"{info['per_hour']:.1f}" if "per_hour" in info else "", info.get("doing", ""))
     return table

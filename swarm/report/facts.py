@@ -1,0 +1,213 @@
+"""What a run amounts to, computed from its replayed ledger. Pure: no git, no plotting, no I/O.
+
+`swarm status` shows the headline of a live run and `swarm report` writes all of it; both read
+the same numbers from here, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.results import result_status
+from coordinator.state import BestRecord, SwarmState, TrialRecord
+from swarm.policy import Direction, improvement, mean, pooled_spread
+from swarm.types import EVALUATED_STATUSES
+
+__all__ = ["Estimate", "WorkerFigures", "Change", "RunFacts", "run_facts", "estimate_of",
+           "session_spans", "gpu_hours"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A commit's metric: the mean of its trusted runs and their standard deviation."""
+
+    mean: float | None
+    spread: float | None  # sample std of the runs; None with fewer than two
+    runs: int
+
+    def text(self) -> str:
+        if self.mean is None:
+            return "not measured"
+        spread = f" ± {self.spread:.6g}" if self.spread is not None else ""
+        return f"{self.mean:.6g}{spread} ({self.runs} run{'s' if self.runs != 1 else ''})"
+
+
+@dataclass(frozen=True)
+class WorkerFigures:
+    worker: str
+    node: str
+    trials: int  # evaluated: trials that ran an experiment
+    ok: int
+    failed: int  # crash, timeout, guard_failed, no_metric
+    busy_s: float  # from each trial's start to its finish
+    span_s: float  # from its first trial's start to its last trial's finish
+
+    @property
+    def per_hour(self) -> float:
+        return self.trials * 3600 / self.span_s if self.span_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One accepted change, in the order best moved."""
+
+    number: int
+    trial: str
+    commit: str  # the best commit it made
+    parent: str  # the best before it
+    hypothesis: str
+    before: Estimate
+    after: Estimate
+    gain: float  # after vs before, positive = better in the run's direction
+    rebased_from: str | None  # the stale winner it re-ran, if it was one
+    accepted_at: float
+
+
+@dataclass
+class RunFacts:
+    name: str
+    metric: str
+    direction: Direction
+    started: float
+    ended: float
+    hours: float  # summed over sessions: time the swarm was running
+    sessions: int
+    baseline: Estimate
+    best: Estimate
+    best_trial: str | None
+    best_commit: str
+    noise: float | None
+    by_status: dict[str, int]
+    trials: list[TrialRecord]  # finished ones, in start order
+    evaluated: int
+    per_hour: float
+    workers: list[WorkerFigures]
+    gpus_per_worker: float
+    gpu_hours: float
+    worker_hours: float  # evaluating, any hardware
+    cost_usd: float
+    tokens_in: int
+    tokens_out: int
+    proposal_failures: int
+    changes: list[Change]
+    running_best: list[tuple[float, int, float]]  # (time, trial number, best mean from then)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> tuple[float, str]:
+        """Seconds per unit of the charts' time axis, and its label: minutes for short runs."""
+        if self.ended - self.started < 3 * 3600:
+            return 60.0, "minutes since the run started"
+        return 3600.0, "hours since the run started"
+
+    def since_start(self, ts: float) -> float:
+        return max(ts - self.started, 0.0) / self.clock[0]
+
+    @property
+    def total_gain(self) -> float | None:
+        if self.best.mean is None or self.baseline.mean is None:
+            return None
+        return improvement(self.best.mean, self.baseline.mean, self.direction)
+
+
+def estimate_of(state: SwarmState, best: BestRecord | None) -> Estimate:
+    if best is None:
+        return Estimate(None, None, 0)
+    runs = [m for by_class in state.trusted_samples(best.tree).values() for m in by_class]
+    if not runs:
+        return Estimate(None, None, 0)
+    spread = pooled_spread([runs]) if len(runs) > 1 else None
+    return Estimate(mean(runs), spread, len(runs))
+
+
+def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(start, last event) of every session: the time the swarm was actually running."""
+    spans: list[list[float]] = []
+    for event in events:
+        if event["event"] == "session_started":
+            spans.append([event["ts"], event["ts"]])
+        elif spans:
+            spans[-1][1] = event["ts"]
+    if not spans and events:
+        spans = [[events[0]["ts"], events[-1]["ts"]]]
+    return [(start, end) for start, end in spans]
+
+
+def gpu_hours(trials: list[TrialRecord], gpus_per_worker: float) -> float:
+    """GPU time spent in experiments: each evaluated trial's seconds times the worker's GPUs."""
+    return sum(t.seconds for t in trials if t.status in EVALUATED_STATUSES) * gpus_per_worker / 3600
+
+
+def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
+    config = state.run_info.get("config", {})
+    target = config.get("target", {})
+    direction: Direction = target.get("metric", {}).get("direction", "minimize")
+    finished = sorted((t for t in state.trials.values() if t.status is not None), key=lambda t: t.id)
+    evaluated = [t for t in finished if t.status in EVALUATED_STATUSES]
+    spans = session_spans(events)
+    hours = sum(end - start for start, end in spans) / 3600
+    gpus = float(config.get("workers", {}).get("gpus_per_worker", 0) or 0)
+    changes = accepted_changes(state, direction)
+    return RunFacts(
+        name=config.get("name", "?"), metric=target.get("metric", {}).get("name", "metric"),
+        direction=direction, started=spans[0][0] if spans else 0.0,
+        ended=spans[-1][1] if spans else 0.0, hours=hours, sessions=len(spans),
+        baseline=estimate_of(state, state.initial), best=estimate_of(state, state.best),
+        best_trial=state.best.trial if state.best else None,
+        best_commit=state.best.commit if state.best else "",
+        noise=pooled_spread(state.sample_groups(trusted_only=True)),
+        by_status=dict(Counter(result_status(t) for t in finished)),
+        trials=finished, evaluated=len(evaluated),
+        per_hour=len(evaluated) / hours if hours > 0 else 0.0,
+        workers=worker_figures(finished),
+        gpus_per_worker=gpus, gpu_hours=gpu_hours(finished, gpus),
+        worker_hours=gpu_hours(finished, 1.0),
+        cost_usd=state.cost_usd, tokens_in=sum(t.tokens_in for t in state.trials.values()),
+        tokens_out=sum(t.tokens_out for t in state.trials.values()),
+        proposal_failures=state.proposal_failures, changes=changes,
+        running_best=running_best(state, changes, spans[0][0] if spans else 0.0))
+
+
+def worker_figures(finished: list[TrialRecord]) -> list[WorkerFigures]:
+    mine: dict[str, list[TrialRecord]] = defaultdict(list)
+    for trial in finished:
+        if trial.status in EVALUATED_STATUSES:
+            mine[trial.worker].append(trial)
+    figures = []
+    for worker, trials in sorted(mine.items()):
+        ok = sum(1 for t in trials if t.status == "ok")
+        span = max(t.finished for t in trials) - min(t.started for t in trials)
+        figures.append(WorkerFigures(worker, trials[-1].node, len(trials), ok, len(trials) - ok,
+                                     sum(t.finished - t.started for t in trials), span))
+    return figures
+
+
+def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:
+    changes = []
+    history = state.history
+    for number, (before, after) in enumerate(zip(history, history[1:]), start=1):
+        trial = state.trials[after.trial] if after.trial else None
+        old, new = estimate_of(state, before), estimate_of(state, after)
+        gain = (improvement(new.mean, old.mean, direction)
+                if new.mean is not None and old.mean is not None else math.nan)
+        changes.append(Change(number, after.trial or "", after.commit, before.commit,
+                              after.hypothesis, old, new, gain,
+                              trial.of if trial and trial.kind == "candidate" else None,
+                              trial.decided if trial else 0.0))
+    return changes
+
+
+def running_best(state: SwarmState, changes: list[Change], start: float) -> list[tuple[float, int, float]]:
+    """The best's estimate as a step function of time and of trial number."""
+    steps = []
+    initial = estimate_of(state, state.initial)
+    if initial.mean is not None:
+        steps.append((start, 0, initial.mean))
+    for change in changes:
+        if change.after.mean is not None:
+            # by trial number, best moves at the trial that made it (ids count trials started)
+            steps.append((change.accepted_at, int(change.trial or 0), change.after.mean))
+    return steps

@@ -1,0 +1,110 @@
+"""lineage.svg: the pool as a graph. The best branch runs along the middle; stale winners, which
+beat a best that had moved on, hang above it with an arrow to where their rebased re-run
+landed; winners whose change conflicted with the newer best hang below it in red."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from coordinator.state import TrialRecord
+from swarm.report.facts import RunFacts
+
+__all__ = ["Lineage", "lineage_of", "draw_lineage"]
+
+_BEST, _STALE, _CONFLICT = 0.0, 1.0, -1.0
+MAX_LABELS = 40
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Positions along the branch: best number i sits at x = i; what hangs off best i sits
+    between i and i + 1, in the order it happened (time would crowd the early, busy part)."""
+
+    best: list[tuple[str, float, str]]  # (commit, x, label) in the order best moved
+    stale: list[tuple[str, float, str, str | None]]  # (trial, x, parent commit, landed commit)
+    conflicts: list[tuple[str, float, str]]  # (trial, x, parent commit)
+
+
+def lineage_of(facts: RunFacts) -> Lineage:
+    first = facts.changes[0].parent if facts.changes else facts.best_commit
+    best = [(first, 0.0, "the target as given")]
+    best += [(c.commit, float(c.number), f"{c.trial}: {c.hypothesis}") for c in facts.changes]
+    index = {commit: x for commit, x, _ in best}
+    landed = {c.rebased_from: c.commit for c in facts.changes if c.rebased_from}
+    stale = [t for t in facts.trials if t.verdict == "rebased"]
+    conflicts = [t for t in facts.trials if t.verdict == "stale_conflict" or t.status == "stale_conflict"]
+    spots = _between(stale + conflicts, index)
+    return Lineage(best, [(t.id, spots[t.id], t.parent, landed.get(t.id)) for t in stale],
+                   [(t.id, spots[t.id], t.parent) for t in conflicts])
+
+
+def _between(trials: list[TrialRecord], index: dict[str, float]) -> dict[str, float]:
+    """x for each trial: spread evenly between its parent best and the next one."""
+    by_parent: dict[float, list[TrialRecord]] = {}
+    for trial in sorted(trials, key=lambda t: t.decided or t.finished):
+        by_parent.setdefault(index.get(trial.parent, 0.0), []).append(trial)
+    return {t.id: x + (i + 1) / (len(group) + 1) for x, group in by_parent.items()
+            for i, t in enumerate(group)}
+
+
+def draw_lineage(facts: RunFacts, path: Path) -> None:
+    lineage = lineage_of(facts)
+    width = min(max(14.0, 0.4 * len(lineage.best)), 60.0)  # room for each best's label
+    figure = Figure(figsize=(width, 5), layout="constrained")
+    axes = figure.subplots()
+    at = {commit: x for commit, x, _ in lineage.best}
+    _branch(axes, lineage)
+    _stale(axes, lineage, at)
+    _hang(axes, [(x, p) for _, x, p in lineage.conflicts], at, _CONFLICT, "tab:red",
+          f"conflicted with a newer best ({len(lineage.conflicts)})")
+    off_branch = ([(t, x, _STALE) for t, x, *_ in lineage.stale]
+                  + [(t, x, _CONFLICT) for t, x, _ in lineage.conflicts])
+    for trial, x, y in off_branch[:MAX_LABELS]:
+        axes.annotate(trial, (x, y), xytext=(0, 6), textcoords="offset points", fontsize=6, ha="center")
+    axes.set_yticks([_CONFLICT, _BEST, _STALE], ["conflicts", "best", "stale winners"])
+    axes.set_ylim(-1.8, 1.6)
+    axes.set_xlim(-0.5, max(len(lineage.best) - 0.5, 1.5))
+    axes.set_xlabel("accepted changes, in order (stale winners and conflicts after the best "
+                    "they were proposed on)")
+    axes.legend(loc="upper left", fontsize=8)
+    axes.grid(axis="x", alpha=0.3)
+    axes.set_title(f"{facts.name}: the pool's lineage")
+    figure.savefig(path)
+
+
+def _branch(axes, lineage: Lineage) -> None:
+    xs = [x for _, x, _ in lineage.best]
+    axes.plot(xs, [_BEST] * len(xs), "-o", color="tab:green", markersize=7, zorder=3,
+              label=f"best branch ({len(xs) - 1} accepted)")
+    for _, x, label in lineage.best[:MAX_LABELS]:
+        axes.annotate(_short(label), (x, _BEST), xytext=(0, -14), textcoords="offset points",
+                      fontsize=7, rotation=-30, ha="left", va="top")
+
+
+def _stale(axes, lineage: Lineage, at: dict[str, float]) -> None:
+    """Stale winners, each with an arrow to the best its rebased re-run became."""
+    landed = [(x, commit) for _, x, _, commit in lineage.stale if commit in at]
+    _hang(axes, [(x, p) for _, x, p, _ in lineage.stale], at, _STALE, "tab:blue",
+          f"stale winners, rebased ({len(lineage.stale)}; {len(landed)} landed on best)")
+    for x, commit in landed:
+        axes.annotate("", (at[commit], _BEST), (x, _STALE),
+                      arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.7})
+
+
+def _hang(axes, points: list[tuple[float, str]], at: dict[str, float], y: float,
+          colour: str, label: str) -> None:
+    """Points off the branch, each joined to the best it was proposed on."""
+    if not points:
+        return
+    for x, parent in points:
+        if parent in at:
+            axes.plot([at[parent], x], [_BEST, y], "--", color=colour, alpha=0.4, linewidth=0.8)
+    axes.scatter([x for x, _ in points], [y] * len(points), color=colour, s=25, zorder=4,
+                 marker="x" if y == _CONFLICT else "o", label=label)
+
+
+def _short(text: str, width: int = 38) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
