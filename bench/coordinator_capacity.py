@@ -1,61 +1,98 @@
-"""How many results per second the coordinator handles with many simulated workers.
+"""How much the coordinator handles: results per second, decision latency and memory with 16,
+256 and 1,024 simulated workers; and what a repository with 10,000 trial refs costs per result.
 
-The coordinator is the real `coordinator.service.Coordinator`, called one call at a time as
-the Ray actor is; the workers are threads whose trials return at once: each asks for work,
-commits a one-line change to examples/quadratic's train.py, announces it and reports a noisy
-score straight away, so the coordinator is the bottleneck. Printed: results per second over
-the whole run, and the coordinator's own time per call (median and p90) for `next_work`,
-`begin_candidate` and `report` (a report includes verdicts, merges and results.tsv).
+1. Results per second. The coordinator is the real `coordinator.service.Coordinator`, called
+   one call at a time as the Ray actor runs them (one lock); the workers are threads whose
+   trials return at once: each asks for work, commits a one-line change to examples/quadratic's
+   train.py, announces it and reports a noisy score straight away, so the coordinator is the
+   bottleneck. Per row: results/s over the row; the coordinator's own time per call (median /
+   p90) for `next_work`, `begin_candidate` and `report` (verdicts, merges, results.tsv); a
+   report's latency as its worker sees it (waiting for the lock plus the call); and the share of
+   the row the coordinator was busy. Memory: the size of the coordinator's state after the row
+   (the object graph of `SwarmState` plus its per-worker tables, walked with `sys.getsizeof`),
+   per trial, and the process's resident-memory growth over the row. The state is the number
+   that carries to a real run: RSS also holds the threads' stacks and the workers' side of this
+   one process, and tracemalloc would slow every call it is meant to time.
+2. 10,000 trial refs. Two runs side by side, one whose repository holds 0 extra refs under
+   refs/swarm/trials/ and one holding 10,000 (distinct commits written by `git fast-import`, as
+   a long run leaves them, loose). In each, a worker's `Workspace` proposes candidates that the
+   coordinator accepts; timed: the worker's `Workspace.bundle`, and inside `Coordinator.report`
+   the real `gitops` calls (fetch the bundle, set the trial ref, re-check scope, commit onto
+   swarm/best) and `_sync_refs`; then the merge of a stale winner as `_rebase` does it
+   (`gitops.cherry_pick` onto the new best, `commit_tree`, `set_ref`). Medians of the
+   candidates, and the ratio between the two repositories.
 
-    .venv/bin/python bench/coordinator_capacity.py --workers 64 --seconds 60
-    .venv/bin/python bench/coordinator_capacity.py --quick
+    .venv/bin/python bench/coordinator_capacity.py             # 16, 256, 1,024 workers x 60 s; 10,000 refs
+    .venv/bin/python bench/coordinator_capacity.py --quick     # 16 workers x 5 s; 1,000 refs
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FunctionType, ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from coordinator.service import Coordinator  # noqa: E402
-from swarm.config import load_config  # noqa: E402
+from swarm import gitops  # noqa: E402
+from swarm.config import SwarmConfig, load_config  # noqa: E402
 from swarm.types import CandidateInfo, TrialOutcome  # noqa: E402
 from workers.workspace import Workspace  # noqa: E402
 
+HARDWARE = {"hardware": "cpu:bench"}
+CALLS = ("next_work", "begin_candidate", "report")
+
+
+# -- 1. results per second ------------------------------------------------------------------
+
 
 class Timed:
-    """The coordinator behind one lock (the actor runs one call at a time), timing each call."""
+    """The coordinator behind one lock (the actor runs one call at a time), timing each call
+    both inside the lock (the coordinator's own time) and from the caller's side (with the wait)."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator, self.lock = coordinator, threading.Lock()
         self.seconds: dict[str, list[float]] = defaultdict(list)
+        self.seen: dict[str, list[float]] = defaultdict(list)
 
     def call(self, name: str, *args: Any) -> Any:
+        asked = time.perf_counter()
         with self.lock:
             started = time.perf_counter()
             result = getattr(self.coordinator, name)(*args)
-            self.seconds[name].append(time.perf_counter() - started)
+            done = time.perf_counter()
+            self.seconds[name].append(done - started)
+            self.seen[name].append(done - asked)
             return result
+
+
+def _new_score(text: str, value: float) -> str:
+    return re.sub(r"^A = .*$", f"A = {value}", text, flags=re.M)
 
 
 def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: threading.Lock,
                      deadline: float, seed: int) -> None:
     rng = random.Random(seed)
-    timed.call("hello", worker, {"hardware": "cpu:bench"})
+    timed.call("hello", worker, HARDWARE)
     have = None
     while time.monotonic() < deadline:
-        unit = timed.call("next_work", worker, have, {"hardware": "cpu:bench"})
+        unit = timed.call("next_work", worker, have, HARDWARE)
         if unit.action == "stop":
             return
         with space_lock:
@@ -71,7 +108,7 @@ def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: th
         a = round(rng.uniform(0.0, 6.0), 6)
         with space_lock:
             space.start_proposal(unit.commit)
-            text = re.sub(r"^A = .*$", f"A = {a}", space.read_text("train.py"), flags=re.M)
+            text = _new_score(space.read_text("train.py"), a)
             commit, tree = space.commit_on(unit.commit, {"train.py": text}, f"A = {a}")
             bundle = space.bundle(commit, unit.commit)
         trial, refusal = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"A = {a}"))
@@ -82,12 +119,39 @@ def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: th
                                           log="---\n", bundle=bundle))
 
 
-def measure(workers: int, seconds: float) -> dict[str, Any]:
+@dataclass
+class Row:
+    workers: int
+    wall: float
+    trials: int  # trials the coordinator recorded (results plus duplicates refused at the door)
+    accepted: int
+    seconds: dict[str, list[float]]
+    seen: dict[str, list[float]]
+    state_bytes: int
+    worker_table_bytes: int  # the coordinator's per-worker tables (live, refusals)
+    rss_growth: int
+    ledger_bytes: int
+
+    @property
+    def results(self) -> int:
+        return len(self.seconds["report"])
+
+    @property
+    def busy(self) -> float:
+        return sum(sum(samples) for samples in self.seconds.values()) / self.wall
+
+
+def _config(workers: int, **acceptance: Any) -> SwarmConfig:
+    return load_config(ROOT / "configs" / "quadratic.yaml", {
+        "target.repo": str(ROOT / "examples" / "quadratic"), "workers.count": workers,
+        "stop.max_trials": 10_000_000, **{f"acceptance.{k}": v for k, v in acceptance.items()}})
+
+
+def measure(workers: int, seconds: float) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(ROOT / "configs" / "quadratic.yaml", {
-            "target.repo": str(ROOT / "examples" / "quadratic"), "workers.count": workers,
-            "stop.max_trials": 10_000_000, "acceptance.baseline_runs": 3})
-        coordinator = Coordinator(config, Path(tmp) / "run", "bench", resume=False)
+        gc.collect()
+        rss_before = _rss_bytes()
+        coordinator = Coordinator(_config(workers, baseline_runs=3), Path(tmp) / "run", "bench", resume=False)
         timed, space, space_lock = Timed(coordinator), Workspace(Path(tmp) / "crafting"), threading.Lock()
         deadline = time.monotonic() + seconds
         started = time.monotonic()
@@ -99,11 +163,35 @@ def measure(workers: int, seconds: float) -> dict[str, Any]:
         for thread in threads:
             thread.join()
         wall = time.monotonic() - started
-        reports = len(timed.seconds["report"])
-        accepted = len(coordinator.state.history) - 1
+        rss_growth = _rss_bytes() - rss_before  # threads are joined; the coordinator is still open
+        state = coordinator.state
+        row = Row(workers, wall, len(state.trials), len(state.history) - 1, dict(timed.seconds),
+                  dict(timed.seen), deep_size(state),
+                  deep_size([coordinator.live, coordinator.placement, state.refusal_streak, state.refused_at]),
+                  rss_growth, (Path(tmp) / "run" / "ledger.jsonl").stat().st_size)
         coordinator.close()
-    return {"workers": workers, "wall": wall, "reports": reports, "accepted": accepted,
-            **{name: timed.seconds[name] for name in ("next_work", "begin_candidate", "report")}}
+    return row
+
+
+def deep_size(root: object) -> int:
+    """Bytes of every object reachable from `root` (each counted once; code and types left out)."""
+    seen: set[int] = set()
+    stack, total = [root], 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, ModuleType, FunctionType)):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _ms(samples: list[float]) -> str:
@@ -113,21 +201,191 @@ def _ms(samples: list[float]) -> str:
     return f"{1000 * ordered[len(ordered) // 2]:.1f} / {1000 * ordered[int(len(ordered) * 0.9)]:.1f}"
 
 
+def print_capacity(rows: list[Row], seconds: float) -> None:
+    print(f"## results per second ({seconds:g} s per row)\n")
+    print("| workers | results | results/s | accepted | coordinator busy | next_work ms (median / p90) "
+          "| begin_candidate ms | report ms | report ms as the worker sees it |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.workers} | {r.results} | {r.results / r.wall:.1f} | {r.accepted} | {r.busy:.0%} "
+              f"| {_ms(r.seconds['next_work'])} | {_ms(r.seconds['begin_candidate'])} "
+              f"| {_ms(r.seconds['report'])} | {_ms(r.seen['report'])} |")
+    print("\n## memory after each row\n")
+    print("| workers | trials in state | state KB | state bytes per trial | per-worker tables KB "
+          "| ledger KB | process RSS growth MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.workers} | {r.trials} | {r.state_bytes / 1024:.0f} | {r.state_bytes / max(r.trials, 1):.0f} "
+              f"| {r.worker_table_bytes / 1024:.0f} | {r.ledger_bytes / 1024:.0f} | {r.rss_growth / 2**20:.1f} |")
+
+
+# -- 2. a repository with many trial refs ---------------------------------------------------
+
+
+@contextmanager
+def stopwatch(owner: Any, names: list[str], seconds: dict[str, list[float]],
+              key: Callable[[str, tuple], str] = lambda name, args: name) -> Iterator[None]:
+    """Times every call of `owner.<name>` (the real function, wrapped) while the block runs."""
+    originals = {name: getattr(owner, name) for name in names}
+
+    def wrapped(name: str, function: Callable) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[key(name, args)].append(time.perf_counter() - started)
+        return timed
+
+    for name, function in originals.items():
+        setattr(owner, name, wrapped(name, function))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(owner, name, function)
+
+
+def _gitops_key(name: str, args: tuple) -> str:
+    # set_ref moves both a trial's ref and swarm/best: tell them apart by the ref's namespace
+    return f"set_ref {args[1].split('/')[2]}" if name == "set_ref" else name
+
+
+def add_trial_refs(repo_dir: Path, parent: str, count: int) -> None:
+    """`count` distinct one-file commits on `parent`, each under refs/swarm/trials/ (fast-import
+    writes them as loose refs, as `update-ref` leaves a run's)."""
+    stream = []
+    for i in range(count):
+        text = f"A = {i}\n"
+        stream.append(f"commit refs/swarm/trials/pre-{i:05d}\ncommitter swarm <swarm@localhost> 1700000000 +0000\n"
+                      f"data 8\nearlier\nfrom {parent}\nM 100644 inline train.py\ndata {len(text)}\n{text}\n")
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo_dir, input="".join(stream).encode(), check=True)
+
+
+class RefsRun:
+    """A coordinator whose repository holds `refs` extra trial refs, and one worker's workspace."""
+
+    def __init__(self, tmp: Path, refs: int) -> None:
+        self.coordinator = Coordinator(_config(1, baseline_runs=1, confirm_runs=0), tmp / "run", "bench", resume=False)
+        self.base = self.coordinator.state.best.commit
+        add_trial_refs(Path(self.coordinator.repo.working_dir), self.base, refs)
+        self.refs = len(self.coordinator.repo.git.for_each_ref("refs/swarm/trials/").splitlines())
+        self.space = Workspace(tmp / "worker")
+        self.have: str | None = None
+        self.score = 5.0
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+
+    def proposal_unit(self) -> Any:
+        """Asks for work until it is a proposal (re-running best when asked to)."""
+        while True:
+            started = time.perf_counter()
+            unit = self.coordinator.next_work("w0", self.have, HARDWARE)
+            self.seconds["next_work"].append(time.perf_counter() - started)
+            self.space.receive(unit.bundle)
+            self.have = unit.best_commit
+            if unit.action == "propose":
+                return unit
+            assert unit.action == "evaluate", unit.action
+            self.coordinator.report(TrialOutcome(unit.trial_id, "w0", "ok", self.score, seconds=0.0,
+                                                 hardware="cpu:bench", log="---\n"))
+
+    def accept_one(self, value: float) -> tuple[str, str]:
+        """One better candidate, from the worker's commit to its acceptance; (parent, commit)."""
+        unit = self.proposal_unit()
+        self.space.start_proposal(unit.commit)
+        commit, tree = self.space.commit_on(unit.commit, {"train.py": _new_score(self.space.read_text("train.py"), value)},
+                                            f"A = {value}")
+        started = time.perf_counter()
+        bundle = self.space.bundle(commit, unit.commit)
+        self.seconds["Workspace.bundle"].append(time.perf_counter() - started)
+        trial, refusal = self.coordinator.begin_candidate(CandidateInfo("w0", unit.commit, commit, tree, f"A = {value}"))
+        assert refusal is None, refusal
+        self.score -= 0.5  # far beyond any noise: accepted at once (confirm_runs 0)
+        before = len(self.coordinator.state.history)
+        with stopwatch(gitops, ["read_bundle", "set_ref", "changed_paths", "commit_tree"], self.seconds, _gitops_key), \
+                stopwatch(self.coordinator, ["_sync_refs"], self.seconds):
+            started = time.perf_counter()
+            self.coordinator.report(TrialOutcome(trial, "w0", "ok", self.score, seconds=0.0,
+                                                 hardware="cpu:bench", log="---\n", bundle=bundle))
+            self.seconds["Coordinator.report"].append(time.perf_counter() - started)
+        assert len(self.coordinator.state.history) == before + 1, "the candidate was not accepted"
+        return unit.commit, commit
+
+    def merge_stale(self, parent: str, value: float) -> None:
+        """A winner proposed on an older best, merged onto today's best as `_rebase` does it."""
+        self.space.start_proposal(parent)
+        text = re.sub(r"^B = .*$", f"B = {value}", self.space.read_text("train.py"), flags=re.M)
+        commit, _ = self.space.commit_on(parent, {"train.py": text}, f"B = {value}")
+        gitops.read_bundle(self.coordinator.repo, self.space.bundle(commit, parent))
+        best = self.coordinator.state.best.commit
+        started = time.perf_counter()
+        tree = gitops.cherry_pick(self.coordinator._merge_worktree, commit, best)
+        assert tree is not None, "the stale winner conflicts"
+        rebased = gitops.commit_tree(self.coordinator.repo, tree, best, f"B = {value}")
+        gitops.set_ref(self.coordinator.repo, f"refs/swarm/rebased/bench-{value}", rebased)
+        self.seconds["stale merge: cherry_pick + commit_tree + set_ref"].append(time.perf_counter() - started)
+
+
+REFS_STEPS = [  # (label in the table, key in RefsRun.seconds)
+    ("worker: Workspace.bundle", "Workspace.bundle"),
+    ("coordinator: fetch the bundle (gitops.read_bundle)", "read_bundle"),
+    ("coordinator: set the trial ref (gitops.set_ref)", "set_ref trials"),
+    ("coordinator: re-check scope (gitops.changed_paths)", "changed_paths"),
+    ("coordinator: accepted commit onto swarm/best (gitops.commit_tree)", "commit_tree"),
+    ("coordinator: move swarm/best, reset (Coordinator._sync_refs)", "_sync_refs"),
+    ("coordinator: whole report of an accepted candidate (Coordinator.report)", "Coordinator.report"),
+    ("coordinator: stale winner onto best (cherry_pick + commit_tree + set_ref)",
+     "stale merge: cherry_pick + commit_tree + set_ref"),
+    ("coordinator: next_work (sends the new best as a bundle)", "next_work"),
+]
+
+
+def measure_refs(ref_counts: list[int], candidates: int) -> list[RefsRun]:
+    """The same candidates through runs with each count of refs, interleaved so that the
+    machine's load falls on every run alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [RefsRun(Path(tmp) / f"refs{count}", count) for count in ref_counts]
+        for i in range(candidates):
+            for run in runs:
+                parent, _ = run.accept_one(round(2.9 + 0.01 * i, 3))
+                run.merge_stale(parent, round(1.0 + 0.1 * i, 3))
+        for run in runs:
+            run.coordinator.close()
+    return runs
+
+
+def _median_ms(samples: list[float]) -> float:
+    return 1000 * sorted(samples)[len(samples) // 2]
+
+
+def print_refs(runs: list[RefsRun], candidates: int) -> None:
+    few, many = runs[0], runs[-1]
+    print(f"\n## one accepted candidate in a repository with {few.refs:,} vs {many.refs:,} trial refs "
+          f"(median of {candidates})\n")
+    print(f"| step | {few.refs:,} refs ms | {many.refs:,} refs ms | ratio |")
+    print("|---|---|---|---|")
+    for label, key in REFS_STEPS:
+        a, b = _median_ms(few.seconds[key]), _median_ms(many.seconds[key])
+        print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, nargs="+", default=[64])
+    parser.add_argument("--workers", type=int, nargs="+", default=[16, 256, 1024])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--quick", action="store_true", help="8 workers for 5 s: keeps it working")
+    parser.add_argument("--refs", type=int, default=10_000)
+    parser.add_argument("--candidates", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="16 workers for 5 s, 1,000 refs: keeps it working")
     args = parser.parse_args()
-    counts, seconds = ([8], 5.0) if args.quick else (args.workers, args.seconds)
-    print(f"coordinator_capacity: {platform.node()}, {seconds:g} s per row\n")
-    print("| workers | results | results/s | accepted | next_work ms (median / p90) "
-          "| begin_candidate ms | report ms |")
-    print("|---|---|---|---|---|---|---|")
-    for count in counts:
-        row = measure(count, seconds)
-        print(f"| {count} | {row['reports']} | {row['reports'] / row['wall']:.1f} | {row['accepted']} "
-              f"| {_ms(row['next_work'])} | {_ms(row['begin_candidate'])} | {_ms(row['report'])} |")
+    counts, seconds, refs, candidates = ([16], 5.0, 1_000, 3) if args.quick else \
+        (args.workers, args.seconds, args.refs, args.candidates)
+    print(f"# coordinator_capacity: {platform.node()}, git {_git_version()}, {time.strftime('%Y-%m-%d')}\n")
+    print_capacity([measure(count, seconds) for count in counts], seconds)
+    print_refs(measure_refs([0, refs], candidates), candidates)
+
+
+def _git_version() -> str:
+    return subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.split()[-1]
 
 
 if __name__ == "__main__":
