@@ -18,7 +18,7 @@ from typing import Any
 import git
 
 from coordinator import decide
-from coordinator.results import results_rows, write_results
+from coordinator.results import ResultsFile
 from coordinator.state import VOLUNTEER_CLASS, SwarmState
 from swarm import gitops
 from swarm.config import SwarmConfig
@@ -54,6 +54,7 @@ class Coordinator:
         self.stopped: set[str] = set()  # workers told to stop in this session: they are leaving
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
+        self.results = ResultsFile(run_dir / "results.tsv", config.target.metric.name)
         self._open(resume)
 
     # -- opening a run --------------------------------------------------------------------
@@ -401,8 +402,7 @@ class Coordinator:
         (logs / f"{trial_id}.log").write_text(text)
 
     def _write_results(self) -> None:
-        rows = results_rows(self.state, self.config.target.metric.name)
-        write_results(self.run_dir / "results.tsv", rows)
+        self.results.write(self.state)
 
     # -- what the driver shows ------------------------------------------------------------
 

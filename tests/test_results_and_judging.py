@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.results import result_status, results_rows, write_results
+from coordinator.results import ResultsFile, result_status, results_rows, write_results
 from coordinator.state import SwarmState, TrialRecord
 from swarm.sandbox import SandboxResult
 from swarm.scope import matching_paths, readonly_violation, scope_violation
@@ -143,6 +143,19 @@ def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
     assert path.read_text() == (
         "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\tcost_usd\n"
         "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis\t00001\tw0\t0.000000\n")
+
+
+def test_results_file_kept_in_step_event_by_event_matches_a_full_rewrite(tmp_path: Path) -> None:
+    """The coordinator's cached lines: after every event, what a rewrite from scratch gives."""
+    kept, fresh = tmp_path / "kept.tsv", tmp_path / "fresh.tsv"
+    results = ResultsFile(kept, "val_bpb")
+    state = SwarmState()
+    for event in [*EVENTS, {"event": "trial_finished", "trial": "00005", "status": "lost"}]:
+        state.apply(event)
+        results.write(state)
+        write_results(fresh, results_rows(state, "val_bpb"))
+        assert kept.read_text() == fresh.read_text()
+    assert "\trebased\twarmup 5%\t00003\t" in kept.read_text()  # its line followed its verdicts
 
 
 # -- scope_violation / readonly_violation ------------------------------------------------
