@@ -96,7 +96,8 @@ class Coordinator:
         else:
             self._create_run(ledger_path)
         if not restarted:
-            self._record({"event": "session_started", "session": self.session})
+            self._record({"event": "session_started", "session": self.session,
+                          "gpus_per_worker": self.config.workers.gpus_per_worker})
         self._lose_orphans()  # also after a crash between session_started and this line
         self.session_start = self._session_start_time(events)
         self._sync_refs()

@@ -77,6 +77,7 @@ class SwarmState:
     rebase_queue: list[dict[str, Any]] = field(default_factory=list)  # clean picks to evaluate
     tried: dict[str, set[str]] = field(default_factory=dict)  # parent -> trees tried on it
     sessions: list[str] = field(default_factory=list)
+    session_gpus: dict[str, float] = field(default_factory=dict)  # session -> GPUs per worker
     run_info: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0  # trials that ran or will run an experiment
     proposal_failures: int = 0
@@ -104,6 +105,8 @@ class SwarmState:
 
     def _on_session_started(self, event: dict[str, Any]) -> None:
         self.sessions.append(event["session"])
+        if "gpus_per_worker" in event:  # a resumed run may change it; GPU-hours follow
+            self.session_gpus[event["session"]] = event["gpus_per_worker"]
         # A new session may bring a fixed proposer, and its workers reuse the old ids.
         self.refusal_streak, self.refused_at, self.refusals_in_a_row = {}, {}, 0
 

@@ -12,11 +12,11 @@ from coordinator.state import SwarmState
 from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import read_events
-from swarm.policy import pooled_spread
+from swarm.policy import mean, pooled_spread
 from swarm.report.facts import estimate_of, gpu_hours, worker_figures
 from swarm.types import EVALUATED_STATUSES
 
-__all__ = ["summarize", "load_status"]
+__all__ = ["summarize", "load_status", "replay_run"]
 
 
 def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, Any]],
@@ -46,7 +46,7 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
         "trials_per_hour": len(session_done) / hours,
         "workers": _workers(state, live, finished, idle),
         "gpus_per_worker": gpus,
-        "gpu_hours": gpu_hours(finished, gpus),
+        "gpu_hours": gpu_hours(finished, gpus, state.session_gpus),
         "worker_hours": gpu_hours(finished, 1.0),
         "cost_usd": state.cost_usd,
         "tokens": sum(t.tokens_in + t.tokens_out for t in state.trials.values()),
@@ -62,7 +62,7 @@ def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
     by_class = state.trusted_samples(best.tree)
     return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
             "mean": figure.mean, "spread": figure.spread, "runs": figure.runs,
-            "by_class": {cls: sum(r) / len(r) for cls, r in by_class.items() if r}}
+            "by_class": {cls: mean(r) for cls, r in by_class.items() if r}}
 
 
 def _workers(state: SwarmState, live: dict[str, dict[str, Any]],
@@ -82,14 +82,20 @@ def _workers(state: SwarmState, live: dict[str, dict[str, Any]],
     return workers
 
 
-def load_status(run_dir: Path) -> dict[str, Any]:
-    """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
-    state = SwarmState()
+def replay_run(run_dir: Path) -> tuple[list[dict[str, Any]], SwarmState]:
+    """A run directory's ledger and the state it replays to (what `status` and `report` read)."""
     events = list(read_events(run_dir / "ledger.jsonl"))
     if not events:
         raise RunDirError(f"{run_dir}: no ledger.jsonl here; is it a run directory (runs/<name>)?")
+    state = SwarmState()
     for event in events:
         state.apply(event)
+    return events, state
+
+
+def load_status(run_dir: Path) -> dict[str, Any]:
+    """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
+    events, state = replay_run(run_dir)
     config = SwarmConfig.model_validate(state.run_info["config"])
     session_start = next(e["ts"] for e in reversed(events) if e["event"] == "session_started")
     # The ledger knows who ran trials, not who is proposing: every worker of the latest session

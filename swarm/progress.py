@@ -9,6 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from swarm.policy import improvement
+
 __all__ = ["render_status", "format_metric"]
 
 
@@ -27,7 +29,8 @@ def _headline(status: dict[str, Any]) -> Table:
     best, baseline = status["best"], status["baseline"]
     gain = ""
     if best["mean"] is not None and baseline["mean"] is not None:
-        gain = f"  ({best['mean'] - baseline['mean']:+.6f} vs baseline {_estimate(baseline)})"
+        better = improvement(best["mean"], baseline["mean"], status["direction"])
+        gain = f"  ({better:+.6f} better than the baseline {_estimate(baseline)})"
     origin = f"trial {best['trial']}: {best['hypothesis']}" if best["trial"] else "the target as given"
     noise = status["noise"]
     rows = [

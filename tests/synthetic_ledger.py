@@ -98,6 +98,7 @@ class _Writer:
                          parent=self.best)
             self.summary.rebased += 1
             trial_id = self.trial("candidate", rebased, self.best, hypothesis, value, of=trial_id)
+            commit = rebased  # what is confirmed and accepted is the rebased commit
         self.verdict(trial_id, "promising", gain)
         self.trial("confirm", commit, self.best, hypothesis, value, of=trial_id)
         new_best = _sha("best" + trial_id)

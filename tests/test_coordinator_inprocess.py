@@ -265,7 +265,7 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
 
 def _comparable(state: Any) -> dict[str, Any]:
     data = dataclasses.asdict(state)
-    for per_session in ("sessions", "refusal_streak", "refused_at", "refusals_in_a_row",
+    for per_session in ("sessions", "session_gpus", "refusal_streak", "refused_at", "refusals_in_a_row",
                         "last_refusal"):
         data.pop(per_session)
     return data

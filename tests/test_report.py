@@ -3,18 +3,25 @@ real subprocess trials) and from a synthetic 10,000-trial ledger."""
 
 from __future__ import annotations
 
+import json
 import re
+import statistics
 import textwrap
 import xml.dom.minidom
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from coordinator.service import Coordinator
+from coordinator.summary import load_status
 from swarm.cli import main
 from swarm.config import SwarmConfig, load_config
+from swarm.progress import render_status
 from swarm.proposers.mutate import MutateProposer
+from swarm.report.lineage import lineage_of
 from swarm.report.writer import load_facts, write_report
+from swarm.types import EVALUATED_STATUSES
 from tests.synthetic_ledger import write_synthetic_run
 from workers.loop import WorkerLoop
 
@@ -178,4 +185,32 @@ def test_ten_thousand_trials_render_with_every_count_right(tmp_path: Path) -> No
     headings = re.findall(r"^### \d+\. trial (\d+):", report, flags=re.M)
     assert headings == made.accepted
     assert report.count("(diff not available: the run's repo/ does not hold this commit)") == len(made.accepted)
+    lineage = lineage_of(load_facts(tmp_path / "run")[1])
+    assert (len(lineage.stale), len(lineage.conflicts)) == (made.rebased, made.conflicts)
+    assert len(lineage.best) == len(made.accepted) + 1
     assert_figures_are_real(tmp_path / "run")
+
+
+def test_status_shows_the_same_headline_figures_as_the_ledger_gives(quadratic_run: Path) -> None:
+    console = Console(record=True, width=200)
+    console.print(render_status(load_status(quadratic_run)))
+    shown = console.export_text()
+
+    # worked out from the ledger's events here, not through the report's own functions
+    ran = [json.loads(line) for line in (quadratic_run / "ledger.jsonl").read_text().splitlines()]
+    started = {e["trial"]: e for e in ran if e["event"] == "trial_started"}
+    # evaluated: a proposal refused as a duplicate is finished without running
+    finished = [e for e in ran if e["event"] == "trial_finished" and e["status"] in EVALUATED_STATUSES]
+    best_tree = started[[e for e in ran if e.get("verdict") == "accepted"][-1]["trial"]]["tree"]
+    runs = [e["metric"] for e in finished if started[e["trial"]]["tree"] == best_tree and e["status"] == "ok"]
+    best = f"{statistics.mean(runs):.6f} ± {statistics.stdev(runs):.6f} over {len(runs)} runs"
+    baseline_runs = [e["metric"] for e in finished if started[e["trial"]]["kind"] == "baseline"
+                     and started[e["trial"]]["commit"] == ran[0]["commit"]]
+    gain = statistics.mean(baseline_runs) - statistics.mean(runs)  # minimize: positive is better
+    headline = f"{best}  ({gain:+.6f} better than the baseline"
+    assert re.search(rf"^ *best +{re.escape(headline)}", shown, flags=re.M), shown
+    seconds = sum(e["seconds"] for e in finished)
+    assert f"GPU-hours  0 (CPU workers: {seconds / 3600:.2f} worker-hours in experiments)" in shown
+    assert "cost       $0.0000 for proposals" in shown
+    per_hour = len(finished) * 3600 / (finished[-1]["ts"] - min(started[e["trial"]]["ts"] for e in finished))
+    assert re.search(rf"^ *w0\b.*│ {len(finished)} +│ {per_hour:.1f} +│ stopped", shown, flags=re.M), shown

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coordinator.results import result_status
@@ -17,7 +17,7 @@ from swarm.policy import Direction, improvement, mean, pooled_spread
 from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["Estimate", "WorkerFigures", "Change", "RunFacts", "run_facts", "estimate_of",
-           "session_spans", "gpu_hours"]
+           "gain_between", "session_spans", "gpu_hours", "worker_figures"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class RunFacts:
     proposal_failures: int
     changes: list[Change]
     running_best: list[tuple[float, int, float]]  # (time, trial number, best mean from then)
-    extra: dict[str, Any] = field(default_factory=dict)
+    total_gain: float | None  # best vs the target as given, positive = better
 
     @property
     def clock(self) -> tuple[float, str]:
@@ -106,21 +106,31 @@ class RunFacts:
     def since_start(self, ts: float) -> float:
         return max(ts - self.started, 0.0) / self.clock[0]
 
-    @property
-    def total_gain(self) -> float | None:
-        if self.best.mean is None or self.baseline.mean is None:
-            return None
-        return improvement(self.best.mean, self.baseline.mean, self.direction)
 
 
 def estimate_of(state: SwarmState, best: BestRecord | None) -> Estimate:
+    """Every trusted class's runs together for the mean (a headline figure); the spread is
+    pooled within classes, since the gap between two kinds of GPU is not noise."""
     if best is None:
         return Estimate(None, None, 0)
-    runs = [m for by_class in state.trusted_samples(best.tree).values() for m in by_class]
+    by_class = state.trusted_samples(best.tree)
+    runs = [m for class_runs in by_class.values() for m in class_runs]
     if not runs:
         return Estimate(None, None, 0)
-    spread = pooled_spread([runs]) if len(runs) > 1 else None
-    return Estimate(mean(runs), spread, len(runs))
+    return Estimate(mean(runs), pooled_spread(by_class.values()), len(runs))
+
+
+def gain_between(state: SwarmState, before: BestRecord, after: BestRecord, direction: Direction) -> float | None:
+    """How much better `after` measured than `before`, class by class as verdicts compare
+    (the mean over the classes both ran on); all runs together where they share none."""
+    old, new = state.trusted_samples(before.tree), state.trusted_samples(after.tree)
+    shared = [cls for cls in new if old.get(cls) and new[cls]]
+    if shared:
+        return mean([improvement(mean(new[c]), mean(old[c]), direction) for c in shared])
+    old_all, new_all = estimate_of(state, before), estimate_of(state, after)
+    if old_all.mean is None or new_all.mean is None:
+        return None
+    return improvement(new_all.mean, old_all.mean, direction)
 
 
 def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
@@ -136,9 +146,13 @@ def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return [(start, end) for start, end in spans]
 
 
-def gpu_hours(trials: list[TrialRecord], gpus_per_worker: float) -> float:
-    """GPU time spent in experiments: each evaluated trial's seconds times the worker's GPUs."""
-    return sum(t.seconds for t in trials if t.status in EVALUATED_STATUSES) * gpus_per_worker / 3600
+def gpu_hours(trials: list[TrialRecord], gpus_per_worker: float,
+              by_session: dict[str, float] | None = None) -> float:
+    """GPU time spent in experiments: each evaluated trial's seconds times its worker's GPUs,
+    as its session configured them (a resumed run may change them)."""
+    by_session = by_session or {}
+    return sum(t.seconds * by_session.get(t.session, gpus_per_worker)
+               for t in trials if t.status in EVALUATED_STATUSES) / 3600
 
 
 def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
@@ -151,6 +165,8 @@ def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
     hours = sum(end - start for start, end in spans) / 3600
     gpus = float(config.get("workers", {}).get("gpus_per_worker", 0) or 0)
     changes = accepted_changes(state, direction)
+    total = (gain_between(state, state.initial, state.best, direction)
+             if state.initial and state.best else None)
     return RunFacts(
         name=config.get("name", "?"), metric=target.get("metric", {}).get("name", "metric"),
         direction=direction, started=spans[0][0] if spans else 0.0,
@@ -163,12 +179,12 @@ def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
         trials=finished, evaluated=len(evaluated),
         per_hour=len(evaluated) / hours if hours > 0 else 0.0,
         workers=worker_figures(finished),
-        gpus_per_worker=gpus, gpu_hours=gpu_hours(finished, gpus),
+        gpus_per_worker=gpus, gpu_hours=gpu_hours(finished, gpus, state.session_gpus),
         worker_hours=gpu_hours(finished, 1.0),
         cost_usd=state.cost_usd, tokens_in=sum(t.tokens_in for t in state.trials.values()),
         tokens_out=sum(t.tokens_out for t in state.trials.values()),
         proposal_failures=state.proposal_failures, changes=changes,
-        running_best=running_best(state, changes, spans[0][0] if spans else 0.0))
+        running_best=running_best(state, changes, spans[0][0] if spans else 0.0), total_gain=total)
 
 
 def worker_figures(finished: list[TrialRecord]) -> list[WorkerFigures]:
@@ -179,10 +195,20 @@ def worker_figures(finished: list[TrialRecord]) -> list[WorkerFigures]:
     figures = []
     for worker, trials in sorted(mine.items()):
         ok = sum(1 for t in trials if t.status == "ok")
-        span = max(t.finished for t in trials) - min(t.started for t in trials)
-        figures.append(WorkerFigures(worker, trials[-1].node, len(trials), ok, len(trials) - ok,
-                                     sum(t.finished - t.started for t in trials), span))
+        nodes = sorted({t.node for t in trials if t.node})
+        figures.append(WorkerFigures(worker, ", ".join(nodes), len(trials), ok, len(trials) - ok,
+                                     sum(t.finished - t.started for t in trials), _span(trials)))
     return figures
+
+
+def _span(trials: list[TrialRecord]) -> float:
+    """A worker's time from its first trial to its last, session by session: a resumed run
+    reuses worker ids, and the days between sessions are not the worker's."""
+    by_session: dict[str, list[TrialRecord]] = defaultdict(list)
+    for trial in trials:
+        by_session[trial.session].append(trial)
+    return sum(max(t.finished for t in group) - min(t.started for t in group)
+               for group in by_session.values())
 
 
 def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:
@@ -191,8 +217,9 @@ def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:
     for number, (before, after) in enumerate(zip(history, history[1:]), start=1):
         trial = state.trials[after.trial] if after.trial else None
         old, new = estimate_of(state, before), estimate_of(state, after)
-        gain = (improvement(new.mean, old.mean, direction)
-                if new.mean is not None and old.mean is not None else math.nan)
+        gain = gain_between(state, before, after, direction)
+        if gain is None:
+            gain = math.nan
         changes.append(Change(number, after.trial or "", after.commit, before.commit,
                               after.hypothesis, old, new, gain,
                               trial.of if trial and trial.kind == "candidate" else None,

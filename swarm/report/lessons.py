@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from coordinator.state import TrialRecord
 from swarm.report.facts import RunFacts
+from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["KindRecord", "change_kinds", "assigned_names", "tally_kinds", "lessons"]
 
 _CONSTANT = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
 _ASSIGNED = re.compile(r"^[+-]\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]*)?=(?!=)")
-_FAILED = {"crash", "timeout", "guard_failed", "no_metric"}
+_FAILED = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 NEVER_HELPED_AFTER = 3  # tries with no acceptance before a kind is called unhelpful
 
 
@@ -49,7 +50,7 @@ def tally_kinds(trials: list[TrialRecord], diffs: dict[str, str]) -> list[KindRe
     """Per kind of change, over evaluated candidates; a change of two kinds counts for both."""
     records: dict[str, KindRecord] = defaultdict(lambda: KindRecord(""))
     for trial in trials:
-        if trial.kind != "candidate" or trial.status not in _FAILED | {"ok"}:
+        if trial.kind != "candidate" or trial.status not in EVALUATED_STATUSES:
             continue
         for kind in change_kinds(trial.hypothesis, diffs.get(trial.id)):
             record = records[kind]

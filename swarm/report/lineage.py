@@ -35,7 +35,7 @@ def lineage_of(facts: RunFacts) -> Lineage:
     index = {commit: x for commit, x, _ in best}
     landed = {c.rebased_from: c.commit for c in facts.changes if c.rebased_from}
     stale = [t for t in facts.trials if t.verdict == "rebased"]
-    conflicts = [t for t in facts.trials if t.verdict == "stale_conflict" or t.status == "stale_conflict"]
+    conflicts = [t for t in facts.trials if t.verdict == "stale_conflict"]
     spots = _between(stale + conflicts, index)
     return Lineage(best, [(t.id, spots[t.id], t.parent, landed.get(t.id)) for t in stale],
                    [(t.id, spots[t.id], t.parent) for t in conflicts])

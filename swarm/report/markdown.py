@@ -41,7 +41,8 @@ def _headline(facts: RunFacts) -> str:
         ("accepted changes", str(len(facts.changes))),
         ("noise", "-" if facts.noise is None else f"{facts.noise:.6g} (pooled std of repeated runs)"),
         ("trials", f"{len(facts.trials)} finished, {facts.evaluated} evaluated"),
-        ("trials/hour", f"{facts.per_hour:.1f} overall, {len(facts.workers)} worker(s)"),
+        ("trials/hour", f"{facts.per_hour:.1f} over the {facts.hours:.2f} h the swarm ran "
+                        f"(every session), {len(facts.workers)} worker(s)"),
         ("GPU-hours", _gpu(facts)),
         ("LLM cost", _cost(facts)),
     ]

@@ -20,11 +20,12 @@ from matplotlib.transforms import blended_transform_factory
 
 from coordinator.state import TrialRecord
 from swarm.report.facts import RunFacts
+from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["draw_progress", "MAX_LABELS"]
 
 MAX_LABELS = 25  # kept trials labelled; more would overlap
-_FAILED = {"crash", "timeout", "guard_failed", "no_metric"}
+_FAILED = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 
 
 def draw_progress(facts: RunFacts, path: Path) -> None:

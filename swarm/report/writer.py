@@ -10,8 +10,7 @@ import subprocess
 from pathlib import Path
 
 from coordinator.state import SwarmState, TrialRecord
-from swarm.errors import RunDirError
-from swarm.ledger import read_events
+from coordinator.summary import replay_run
 from swarm.report.facts import RunFacts, run_facts
 from swarm.report.lessons import lessons, tally_kinds
 from swarm.report.lineage import draw_lineage
@@ -22,12 +21,7 @@ __all__ = ["write_report", "load_facts"]
 
 
 def load_facts(run_dir: Path) -> tuple[SwarmState, RunFacts]:
-    events = list(read_events(run_dir / "ledger.jsonl"))
-    if not events:
-        raise RunDirError(f"{run_dir}: no ledger.jsonl here; is it a run directory (runs/<name>)?")
-    state = SwarmState()
-    for event in events:
-        state.apply(event)
+    events, state = replay_run(run_dir)
     return state, run_facts(state, events)
 
 
