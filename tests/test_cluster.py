@@ -187,16 +187,24 @@ def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_only_its_trial
 
 def test_a_volunteer_s_winner_becomes_best_only_after_a_trusted_node_re_ran_it(
         cluster: Cluster, tmp_path: Path) -> None:
-    trusted, volunteer = gpu_node(cluster), gpu_node(cluster, volunteer=True)
+    # The volunteer alone first: its winner waits for a trusted run, and nothing can move best
+    # meanwhile. With both from the start the trusted worker's own winners, which need no
+    # confirmation here, kept making the volunteer's stale (CI timed out waiting).
+    volunteer = gpu_node(cluster, volunteer=True)
     run = Run(config(**{"stop.max_trials": 10_000, "acceptance.confirm_runs": 0,
                         "proposer.seed": 3}), tmp_path / "run")
 
-    def a_volunteer_trial_accepted() -> bool:
-        ran = events(run.run_dir)
-        volunteers = {e["trial"] for e in ran if e["event"] == "trial_started" and e.get("volunteer")}
-        return any(e["event"] == "verdict" and e["verdict"] == "accepted" and e["trial"] in volunteers
-                   for e in ran)
-    run.wait(a_volunteer_trial_accepted, timeout_s=150)
+    def a_volunteer_trial(verdict: str) -> Callable[[], bool]:
+        def judged() -> bool:
+            ran = events(run.run_dir)
+            volunteers = {e["trial"] for e in ran if e["event"] == "trial_started" and e.get("volunteer")}
+            return any(e["event"] == "verdict" and e["verdict"] == verdict and e["trial"] in volunteers
+                       for e in ran)
+        return judged
+    run.wait(a_volunteer_trial("promising"), timeout_s=90)
+    assert not a_volunteer_trial("accepted")()  # no trusted node has run it yet
+    trusted = gpu_node(cluster)
+    run.wait(a_volunteer_trial("accepted"), timeout_s=120)
     run.stop()
     for node in (trusted, volunteer):
         cluster.remove_node(node)
