@@ -12,6 +12,11 @@ would; what they do share is the CPU for git, Python start-up and the coordinato
 
     python bench/scaling.py            # the figures in bench/RESULTS.md (about 7 minutes)
     python bench/scaling.py --quick    # 1 and 2 workers: keeps the benchmark working (about 40 s)
+    python bench/scaling.py --workers 1 8 16 --budget-s 8 --window-s 120   # longer trials
+
+On 2 cores, 16 workers with 2 s trials start 8 trials a second, and the git and Python start-up
+around each trial need more CPU than there is: the longer-trial run shows the swarm's own
+scaling once that per-trial cost is spread over a longer experiment, as on GPU nodes.
 """
 
 from __future__ import annotations
@@ -65,9 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the run directories here (for analysis)")
+    parser.add_argument("--workers", type=int, nargs="+", help="worker counts (default 1 2 4 8 16)")
+    parser.add_argument("--budget-s", type=float, help="the experiment's wait (default 2)")
+    parser.add_argument("--window-s", type=float, help="the counting window (default 60)")
     args = parser.parse_args()
     counts, budget, warmup, window = ([1, 2], 0.5, 2.0, 8.0) if args.quick else \
         ([1, 2, 4, 8, 16], 2.0, 6.0, 60.0)
+    counts, budget, window = args.workers or counts, args.budget_s or budget, args.window_s or window
     os.environ.pop("RAY_ADDRESS", None)
     ray.init(address="local", num_cpus=max(counts) + 1, include_dashboard=False,
              namespace="swarm-bench", log_to_driver=False)
