@@ -13,7 +13,7 @@ from swarm.config import SwarmConfig
 from swarm.errors import RunDirError
 from swarm.ledger import read_events
 from swarm.policy import mean, pooled_spread
-from swarm.report.facts import estimate_of, gpu_hours, worker_figures
+from swarm.report.facts import estimate_of, gain_between, gpu_hours, worker_figures
 from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["summarize", "load_status", "replay_run"]
@@ -35,6 +35,9 @@ def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, 
         "direction": config.target.metric.direction,
         "best": _estimate(state, state.best),
         "baseline": _estimate(state, state.initial),
+        # better than the baseline in the run's direction, class by class as the report says it
+        "gain": (gain_between(state, state.initial, state.best, config.target.metric.direction)
+                 if state.initial and state.best else None),
         "accepted": len(state.history) - 1,
         "noise": pooled_spread(state.sample_groups(trusted_only=True)),
         "trials_done": len(finished),

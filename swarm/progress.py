@@ -29,7 +29,9 @@ def _headline(status: dict[str, Any]) -> Table:
     best, baseline = status["best"], status["baseline"]
     gain = ""
     if best["mean"] is not None and baseline["mean"] is not None:
-        better = improvement(best["mean"], baseline["mean"], status["direction"])
+        better = status.get("gain")
+        if better is None:  # a status from before the coordinator said it
+            better = improvement(best["mean"], baseline["mean"], status["direction"])
         gain = f"  ({better:+.6f} better than the baseline {_estimate(baseline)})"
     origin = f"trial {best['trial']}: {best['hypothesis']}" if best["trial"] else "the target as given"
     noise = status["noise"]
