@@ -19,6 +19,7 @@ TrialStatus = Literal[
 
 # Statuses that cost an evaluation (the others were refused before running).
 EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "guard_failed", "no_metric"})
+FAILED_STATUSES = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 
 
 @dataclass(frozen=True)

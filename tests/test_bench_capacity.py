@@ -89,3 +89,16 @@ def test_report_render_quick_times_a_report_for_each_size(tmp_path: Path) -> Non
         assert _number(row["swarm report s"]) > 0 and _number(row["swarm status s"]) > 0
         assert _number(row["progress.png KiB"]) > 20  # two drawn panels
     assert _number(rows[1]["ledger KiB"]) > 50 * _number(rows[0]["ledger KiB"])
+
+
+def test_coordinator_capacity_profile_splits_a_reports_time(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "coordinator_capacity.py"), "--profile",
+                           "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    rows = {r["part"]: r for r in _table(done.stdout, "| part | seconds | share |")}
+    parts = [rows[p] for p in rows if p != "all of report"]
+    assert len(parts) == 3 and _number(rows["all of report"]["seconds"]) > 0
+    assert all(_number(r["seconds"]) > 0 for r in parts)
+    assert sum(_number(r["share"]) for r in parts) <= 101  # parts of the whole (rounded)

@@ -20,6 +20,7 @@ from swarm.config import SwarmConfig, load_config
 from swarm.progress import render_status
 from swarm.proposers.mutate import MutateProposer
 from swarm.report.lineage import lineage_of
+from swarm.report.progress_chart import draw_progress
 from swarm.report.writer import load_facts, write_report
 from swarm.types import EVALUATED_STATUSES
 from tests.synthetic_ledger import write_synthetic_run
@@ -154,6 +155,21 @@ def test_lessons_name_the_constants_that_helped(quadratic_run: Path) -> None:
     kept = {best.hypothesis.split()[0] for best in state.history[1:]}
     helped = re.search(r"Helped: (.*)\.", lessons).group(1)
     assert kept <= set(re.findall(r"([A-Z]+) \(\d+ of \d+ accepted\)", helped))
+
+
+def test_the_progress_chart_plots_every_candidate_each_kept_trial_and_the_running_best(
+        quadratic_run: Path, tmp_path: Path) -> None:
+    state, facts = load_facts(quadratic_run)
+    _, by_number = draw_progress(facts, tmp_path / "progress.png").axes
+
+    drawn = {c.get_label(): c.get_offsets() for c in by_number.collections if c.get_label()}
+    measured = [t for t in state.trials.values() if t.kind == "candidate" and t.status == "ok"]
+    assert sorted(map(tuple, drawn["w0"])) == sorted((float(int(t.id)), t.metric) for t in measured)
+    kept = [t for t in measured if t.verdict == "accepted"]
+    assert sorted(map(tuple, drawn["kept"])) == sorted((float(int(t.id)), t.metric) for t in kept)
+    (line,) = [ln for ln in by_number.lines if ln.get_label().startswith("running best")]
+    assert list(dict.fromkeys(line.get_ydata())) == [value for _, _, value in facts.running_best]
+    assert len(facts.running_best) == len(state.history)  # the start, then each accepted change
 
 
 def test_the_report_command_prints_the_paths_it_wrote(quadratic_run: Path, capsys: pytest.CaptureFixture) -> None:

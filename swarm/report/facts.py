@@ -17,7 +17,7 @@ from swarm.policy import Direction, improvement, mean, pooled_spread
 from swarm.types import EVALUATED_STATUSES
 
 __all__ = ["Estimate", "WorkerFigures", "Change", "RunFacts", "run_facts", "estimate_of",
-           "gain_between", "session_spans", "gpu_hours", "worker_figures"]
+           "gain_between", "session_spans", "gpu_hours", "worker_figures", "shorten"]
 
 
 @dataclass(frozen=True)
@@ -238,3 +238,8 @@ def running_best(state: SwarmState, changes: list[Change], start: float) -> list
             # by trial number, best moves at the trial that made it (ids count trials started)
             steps.append((change.accepted_at, int(change.trial or 0), change.after.mean))
     return steps
+
+
+def shorten(text: str, width: int) -> str:
+    """A label that fits beside a point in a chart."""
+    return text if len(text) <= width else text[: width - 1] + "…"

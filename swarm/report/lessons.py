@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 
 from coordinator.state import TrialRecord
 from swarm.report.facts import RunFacts
-from swarm.types import EVALUATED_STATUSES
+from swarm.types import EVALUATED_STATUSES, FAILED_STATUSES
 
 __all__ = ["KindRecord", "change_kinds", "assigned_names", "tally_kinds", "lessons"]
 
 _CONSTANT = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
 _ASSIGNED = re.compile(r"^[+-]\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]*)?=(?!=)")
-_FAILED = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 NEVER_HELPED_AFTER = 3  # tries with no acceptance before a kind is called unhelpful
 
 
@@ -57,7 +56,7 @@ def tally_kinds(trials: list[TrialRecord], diffs: dict[str, str]) -> list[KindRe
             record.kind = kind
             record.tried += 1
             record.accepted += trial.verdict == "accepted"
-            record.failed += trial.status in _FAILED
+            record.failed += trial.status in FAILED_STATUSES
             if trial.gain is not None:
                 record.gains.append(trial.gain)
     return sorted(records.values(), key=lambda r: (-r.accepted, -r.tried, r.kind))

@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from coordinator.state import TrialRecord
-from swarm.report.facts import RunFacts
+from swarm.report.facts import RunFacts, shorten
 
 __all__ = ["Lineage", "lineage_of", "draw_lineage"]
 
@@ -80,7 +80,7 @@ def _branch(axes, lineage: Lineage) -> None:
     axes.plot(xs, [_BEST] * len(xs), "-o", color="tab:green", markersize=7, zorder=3,
               label=f"best branch ({len(xs) - 1} accepted)")
     for _, x, label in lineage.best[:MAX_LABELS]:
-        axes.annotate(_short(label), (x, _BEST), xytext=(0, -14), textcoords="offset points",
+        axes.annotate(shorten(label, 38), (x, _BEST), xytext=(0, -14), textcoords="offset points",
                       fontsize=7, rotation=-30, ha="left", va="top")
 
 
@@ -105,6 +105,3 @@ def _hang(axes, points: list[tuple[float, str]], at: dict[str, float], y: float,
     axes.scatter([x for x, _ in points], [y] * len(points), color=colour, s=25, zorder=4,
                  marker="x" if y == _CONFLICT else "o", label=label)
 
-
-def _short(text: str, width: int = 38) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -19,16 +19,15 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from coordinator.state import TrialRecord
-from swarm.report.facts import RunFacts
-from swarm.types import EVALUATED_STATUSES
+from swarm.report.facts import RunFacts, shorten
+from swarm.types import FAILED_STATUSES
 
 __all__ = ["draw_progress", "MAX_LABELS"]
 
 MAX_LABELS = 25  # kept trials labelled; more would overlap
-_FAILED = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 
 
-def draw_progress(facts: RunFacts, path: Path) -> None:
+def draw_progress(facts: RunFacts, path: Path) -> Figure:
     figure = Figure(figsize=(14, 10), dpi=110, layout="constrained")
     by_time, by_number = figure.subplots(2, 1)
     colours = _colours(facts.trials)
@@ -38,6 +37,7 @@ def draw_progress(facts: RunFacts, path: Path) -> None:
     figure.suptitle(f"{facts.name}: {facts.metric} ({better} is better), "
                     f"{facts.evaluated} trials evaluated, {len(facts.changes)} kept")
     figure.savefig(path)
+    return figure  # for tests to read what was drawn
 
 
 def _x(trial: TrialRecord, facts: RunFacts, axis: str) -> float:
@@ -52,7 +52,7 @@ def _draw(axes, facts: RunFacts, colours: dict[str, tuple], axis: str) -> None:
     _confirmed(axes, candidates, measured, facts, axis)
     _best_line(axes, facts, axis)
     _kept(axes, [t for t in candidates if t.verdict == "accepted"], facts, axis)
-    _failures(axes, [t for t in facts.trials if t.status in _FAILED], facts, axis)
+    _failures(axes, [t for t in facts.trials if t.status in FAILED_STATUSES], facts, axis)
     _limits(axes, measured, facts)
     axes.set_xlabel(facts.clock[1] if axis == "time" else "trial number")
     axes.set_ylabel(facts.metric)
@@ -112,7 +112,7 @@ def _kept(axes, kept: list[TrialRecord], facts: RunFacts, axis: str) -> None:
                  color="gold", edgecolors="black", linewidths=0.7, zorder=5, label="kept")
     labelled = sorted(kept, key=lambda t: -(t.gain or 0.0))[:MAX_LABELS]
     for trial in labelled:
-        axes.annotate(_short(trial.hypothesis), (_x(trial, facts, axis), trial.metric),
+        axes.annotate(shorten(trial.hypothesis, 40), (_x(trial, facts, axis), trial.metric),
                       xytext=(4, 6), textcoords="offset points", fontsize=7, rotation=20,
                       color="0.15", zorder=6)
 
@@ -155,6 +155,3 @@ def _natural(name: str) -> list[int | str]:
 def _key(trial: TrialRecord, colours: dict) -> str:
     return trial.worker if trial.worker in colours else (trial.node or trial.worker)
 
-
-def _short(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
