@@ -24,12 +24,15 @@
 
     .venv/bin/python bench/coordinator_capacity.py             # 16, 256, 1,024 workers x 60 s; 10,000 refs
     .venv/bin/python bench/coordinator_capacity.py --quick     # 16 workers x 5 s; 1,000 refs
+    .venv/bin/python bench/coordinator_capacity.py --profile --workers 16 --seconds 40   # report's time
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
+import pstats
 import platform
 import random
 import re
@@ -376,12 +379,46 @@ def main() -> None:
     parser.add_argument("--refs", type=int, default=10_000)
     parser.add_argument("--candidates", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="16 workers for 5 s, 1,000 refs: keeps it working")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: where Coordinator.report spends its time (cProfile, first --workers count)")
     args = parser.parse_args()
+    if args.profile:
+        print_report_profile(args.workers[0], 5.0 if args.quick else args.seconds)
+        return
     counts, seconds, refs, candidates = ([16], 5.0, 1_000, 3) if args.quick else \
         (args.workers, args.seconds, args.refs, args.candidates)
     print(f"# coordinator_capacity: {platform.node()}, git {_git_version()}, {time.strftime('%Y-%m-%d')}\n")
     print_capacity([measure(count, seconds) for count in counts], seconds)
     print_refs(measure_refs([0, refs], candidates), candidates)
+
+
+def print_report_profile(workers: int, seconds: float) -> None:
+    """The share of Coordinator.report's time spent in git processes and in results.tsv."""
+    profile = cProfile.Profile()
+    report = Coordinator.report
+
+    def profiled(self: Coordinator, outcome: TrialOutcome) -> None:
+        profile.enable()
+        try:
+            report(self, outcome)
+        finally:
+            profile.disable()
+    Coordinator.report = profiled  # type: ignore[method-assign]
+    try:
+        row = measure(workers, seconds)
+    finally:
+        Coordinator.report = report  # type: ignore[method-assign]
+    stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, ..., tottime, cumtime, ...)
+    total = sum(cum for (_f, _l, name), (*_, cum, _callers) in stats.items() if name == "report")
+    parts = {"git processes (git.cmd execute)": ("cmd.py", "execute"),
+             "results.tsv (Coordinator._write_results)": ("service.py", "_write_results"),
+             "ledger (Coordinator._record)": ("service.py", "_record")}
+    print(f"## where Coordinator.report spends its time: {workers} workers, {row.results} reports\n")
+    print("| part | seconds | share |\n|---|---|---|")
+    for label, (file, name) in parts.items():
+        spent = sum(cum for (f, _l, n), (*_, cum, _callers) in stats.items() if f.endswith(file) and n == name)
+        print(f"| {label} | {spent:.2f} | {100 * spent / total:.0f}% |")
+    print(f"| all of report | {total:.2f} | 100% |")
 
 
 def _git_version() -> str:
