@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -184,3 +185,16 @@ def test_a_run_directory_a_live_driver_runs_is_refused_and_an_orphaned_coordinat
     assert sessions[0] == "killed-driver" and len(sessions) == 2
     with pytest.raises(ValueError):
         ray.get_actor(coordinator_name(run_dir))  # the new driver took its coordinator down at the end
+
+
+def test_workers_the_coordinator_sent_home_are_not_replaced(local_ray, tmp_path, caplog):
+    # A slow poll leaves the driver's last status from before the trial budget ran out, so
+    # only the workers ending cleanly can tell it the run is winding down.
+    seen: set[str] = set()
+    caplog.set_level(logging.INFO, logger="swarm.driver")
+    status = run_swarm(RunOptions(quadratic(max_trials=6), tmp_path / "run", poll_s=3.0,
+                                  on_status=lambda s: seen.update(s.get("workers", {}))))
+    assert status["stop_reason"]
+    assert seen <= {"w0", "w1", "w2"}
+    started = [r.getMessage() for r in caplog.records if "started on node" in r.getMessage()]
+    assert len(started) == 3, started
