@@ -26,8 +26,10 @@ run: setup
 	$(BIN)/python ml_target/prepare.py
 	$(BIN)/swarm run configs/ml_target_cpu.yaml --workers 2 --max-trials 30 --run-dir $(RUN_DIR)
 
+# Two test modules at a time, each whole on one process (`--dist loadfile`): a module's tests
+# share its Ray instance. 12.5 -> 8.3 min on 2 cores. `pytest` alone still runs one at a time.
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/scaling.py
