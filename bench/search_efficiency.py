@@ -17,7 +17,9 @@ Gaussian noise in-process.
 Contenders, all on one local Ray instance, each given the same number of evaluations (the
 swarm's baseline and confirmation runs count):
 - swarm: run_swarm with the target's config, 8 workers, its default acceptance (noise_k 2,
-  3 baselines, 1 confirmation), the mutate proposer seeded with the seed.
+  3 baselines, 1 confirmation), the mutate proposer seeded with the seed. It runs for the
+  sequential loop's wall time on the same seed (it goes second), so one run answers both
+  questions: the table counts its first N evaluations, the goal's ratio its whole run.
 - sequential: the same machinery with 1 worker, proposals made only after each trial, and
   acceptance {min_delta 0, noise_k 0, baseline_runs 1, confirm_runs 0}: keep if lower.
 - best-of-N: the baseline, then N-1 mutations of it (one constant perturbed as the mutate
@@ -34,7 +36,8 @@ ledger); for the others, the best measured point. Reported per contender, median
 the incumbent's true value at the end of the budget, evaluations and seconds until it first
 reaches the target's goal, and accepted changes and false accepts (an incumbent change to a
 truly worse point than its parent) summed over seeds. Also: seconds for the swarm to reach the
-sequential loop's final true value, as a ratio to the sequential loop's wall time for its budget.
+sequential loop's final true value, as a ratio to the sequential loop's wall time for its budget,
+with the evaluations it took, its true value a fifth of that time in, and its evaluations in all.
 
 Budget (full run): 64 evaluations of 0.5 s each, 5 seeds, both targets: about 20 minutes on a
 2-core VM (the sequential loop is most of it). --quick: one seed, the quadratic target only,
@@ -246,12 +249,32 @@ def _budget_seconds(outcome: Outcome, budget: int) -> float:
     return done[min(budget, len(done)) - 1] if done else math.nan
 
 
-def time_ratio(swarm: Outcome, sequential: Outcome, budget: int) -> tuple[float, float | None, float]:
-    """(the sequential loop's final true value, the swarm's seconds to reach it or None, the
-    sequential loop's wall seconds for its budget)."""
+def within_seconds(history: list[Change], seconds: float) -> list[Change]:
+    """The changes made in the first `seconds` of a run."""
+    return [c for c in history if c.seconds <= seconds]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """The goal's question for one seed, asked of a swarm run given the sequential loop's wall time."""
+
+    final: float  # the sequential loop's final true value for its evaluation budget
+    wall: float  # the sequential loop's wall seconds for that budget
+    seconds: float | None  # when the swarm's incumbent first reached `final` (None: not within `wall`)
+    evaluations: int | None  # the swarm's finished evaluations by then
+    at_fifth: float  # the swarm incumbent's true value a fifth of `wall` in
+    swarm_evaluations: int  # the swarm's evaluations finished within `wall`
+
+
+def time_ratio(swarm: Outcome, sequential: Outcome, budget: int) -> Ratio:
+    """The swarm run (cut at the sequential loop's wall time, not at the evaluation budget)
+    against the sequential loop's final value and wall time."""
     final = within_budget(sequential.history, budget)[-1].true
-    hit = first_reaching(within_budget(swarm.history, budget), final)
-    return final, (hit.seconds if hit else None), _budget_seconds(sequential, budget)
+    wall = _budget_seconds(sequential, budget)
+    hit = first_reaching(within_seconds(swarm.history, wall), final)
+    return Ratio(final, wall, hit.seconds if hit else None, hit.trials if hit else None,
+                 within_seconds(swarm.history, wall / 5)[-1].true,
+                 sum(1 for f in swarm.finished if f <= wall))
 
 
 def format_table(rows: list[Row], goal: float) -> list[str]:
@@ -271,15 +294,16 @@ def _num(value: float, spec: str) -> str:
     return "not reached" if math.isinf(value) else format(value, spec)
 
 
-def format_ratios(ratios: list[tuple[float, float | None, float]]) -> list[str]:
+def format_ratios(ratios: list[Ratio]) -> list[str]:
     """One line per seed and the median: the goal is a ratio of at most 0.2."""
     lines = []
-    for seed, (final, seconds, wall) in enumerate(ratios):
-        got = f"{seconds:.1f} s = {seconds / wall:.3f}" if seconds is not None else "not reached"
-        lines.append(f"- seed {seed}: sequential final true {final:.4f} after {wall:.1f} s; "
-                     f"swarm reached it in {got}")
-    values = [None if s is None else s / w for _, s, w in ratios]
-    median = median_or_inf(values)
+    for seed, r in enumerate(ratios):
+        got = (f"reached it in {r.seconds:.1f} s = {r.seconds / r.wall:.3f}, after {r.evaluations} "
+               "evaluations" if r.seconds is not None else "did not reach it in that time")
+        lines.append(f"- seed {seed}: sequential final true {r.final:.4f} after {r.wall:.1f} s; swarm "
+                     f"{got}; at a fifth of that time its true value was "
+                     f"{r.at_fifth:.4f}; it finished {r.swarm_evaluations} evaluations in that time")
+    median = median_or_inf(None if r.seconds is None else r.seconds / r.wall for r in ratios)
     lines.append(f"- median ratio (swarm time to the sequential final / sequential wall time): "
                  f"{_num(median, '.3f')} (goal <= 0.2)")
     return lines
@@ -352,13 +376,16 @@ class Budget:
 
 
 def run_loop(target: Target, seed: int, workers: int, budget: Budget, scratch: Path,
-             keep_if_lower: bool) -> Outcome:
-    """The swarm (default acceptance) or, with keep_if_lower, autoresearch's sequential loop."""
+             keep_if_lower: bool, wall_s: float | None = None) -> Outcome:
+    """The swarm (default acceptance) or, with keep_if_lower, autoresearch's sequential loop;
+    with wall_s, it runs for that many seconds instead of the evaluation budget."""
     overrides: dict[str, Any] = {
         "target.repo": str(target.repo), "target.budget_s": budget.seconds_each,
         "workers.count": workers, "stop.max_trials": budget.evaluations, "proposer.seed": seed,
         # a safety net only: the trial budget ends the run long before
         "stop.hours": budget.evaluations * (budget.seconds_each + 5) / 3600}
+    if wall_s is not None:
+        overrides |= {"stop.max_trials": None, "stop.hours": wall_s / 3600}
     if keep_if_lower:
         overrides |= {"acceptance.min_delta": 0.0, "acceptance.noise_k": 0.0,
                       "acceptance.baseline_runs": 1, "acceptance.confirm_runs": 0,
@@ -533,15 +560,21 @@ class _TotalReports:
 # -- the run -----------------------------------------------------------------------------------
 
 def run_seed(target: Target, seed: int, budget: Budget, scratch: Path) -> dict[str, Outcome]:
-    """All five contenders on one target and seed, one after another."""
+    """All five contenders on one target and seed, one after another. The sequential loop goes
+    first: the swarm then runs for the sequential loop's wall time (the goal's question), and
+    the equal-evaluation table counts the swarm's first `budget` evaluations of that run."""
+    sequential = _timed(f"{target.name} seed {seed} sequential",
+                        lambda: run_loop(target, seed, 1, budget, scratch, keep_if_lower=True))
+    wall = _budget_seconds(sequential, budget.evaluations)
     runs: dict[str, Callable[[], Outcome]] = {
-        "swarm": lambda: run_loop(target, seed, budget.parallel, budget, scratch, keep_if_lower=False),
-        "sequential": lambda: run_loop(target, seed, 1, budget, scratch, keep_if_lower=True),
+        "swarm": lambda: run_loop(target, seed, budget.parallel, budget, scratch, keep_if_lower=False,
+                                  wall_s=wall),
         "best-of-N": lambda: run_best_of_n(target, seed, budget),
         "TPE": lambda: run_tpe(target, seed, budget),
         "PBT": lambda: run_pbt(target, seed, budget, scratch),
     }
-    return {name: _timed(f"{target.name} seed {seed} {name}", run) for name, run in runs.items()}
+    return {"sequential": sequential} | {name: _timed(f"{target.name} seed {seed} {name}", run)
+                                         for name, run in runs.items()}
 
 
 def _timed(what: str, run: Callable[[], Outcome]) -> Outcome:

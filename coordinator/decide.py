@@ -94,8 +94,15 @@ def _runs_of(state: SwarmState, trial_id: str) -> list[TrialRecord]:
 
 
 def confirmations_wanted(trial: TrialRecord, confirm_runs: int) -> int:
-    """A volunteer's winner is re-run on a trusted worker even when confirm_runs is 0."""
-    return max(confirm_runs, 1) if trial.volunteer else confirm_runs
+    """A volunteer's winner is re-run on a trusted worker even when confirm_runs is 0. A
+    rebased winner's run on the new best is its first re-run: the change has beaten the margin
+    on its old parent already, and a second confirmation round would let the next winner on
+    the new best make it stale again."""
+    if trial.volunteer:
+        return max(confirm_runs, 1)
+    if trial.kind == "candidate" and trial.of:
+        return max(confirm_runs - 1, 0)
+    return confirm_runs
 
 
 def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
@@ -126,7 +133,8 @@ def _confirmation(state: SwarmState, worker: str, trusted_live: set[str],
 def _rebased_winner(state: SwarmState) -> Assignment | None:
     if not state.rebase_queue:
         return None
-    pick = state.rebase_queue[0]
+    # The largest step first: it is the one the others should be rebased onto.
+    pick = max(state.rebase_queue, key=lambda r: state.trials[r["of"]].gain or 0.0)
     return Assignment("evaluate", "candidate", pick["commit"], pick["tree"], pick["parent"],
                       of=pick["of"], hypothesis=pick["hypothesis"])
 
@@ -159,11 +167,27 @@ def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
     One at a time, because an acceptance moves best and so changes every later verdict.
     """
     found = [j for j in _candidate_judgements(state, acceptance, direction)
-             + _confirmation_judgements(state, acceptance, direction) if j]
+             + _confirmation_judgements(state, acceptance, direction)
+             if j and not (j.verdict == "accept" and _larger_step_running(state, j))]
     accepts = [j for j in found if j.verdict == "accept"]
     if accepts:
         return max(accepts, key=lambda j: j.improvement)
     return min(found, key=lambda j: j.trial, default=None)
+
+
+def _larger_step_running(state: SwarmState, j: Judgement) -> bool:
+    """A winner on the same parent with a larger gain is being re-run right now (its
+    confirmation, or its re-run after a rebase). Accepting j first would make that larger
+    step stale, to be rebased and run again; waiting costs at most the rest of one trial."""
+    parent = state.trials[j.trial].parent
+    for trial_id, _worker in state.inflight.items():
+        run = state.trials[trial_id]
+        step = (state.trials[run.of] if run.of and run.kind in ("confirm", "candidate") else None)
+        if step is None or step.id == j.trial or run.parent != parent:
+            continue
+        if (step.gain or 0.0) > j.improvement:
+            return True
+    return False
 
 
 def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,

@@ -718,3 +718,89 @@ def test_a_run_waits_for_its_parent_s_baseline_on_its_class_still_running_after_
     state.apply(finished("00004", metric=0.5))
     judged = next_judgement(state, AT_ONCE, "minimize")
     assert (judged.trial, judged.verdict, judged.reference) == ("00005", "rebase", 0.5)
+
+
+# -- the larger step first; a rebased winner's re-run is its confirmation ------------------
+
+def _rebased_onto_b5_with_baselines(run_metric: float, **rerun: Any) -> SwarmState:
+    """00005 accepted as b5 and measured twice more (mean 0.0; t0 and t5 pool to spread 0.25,
+    so the margin stays 0.5); 00004, a winner by 0.75 on c0, rebased onto b5 and re-run there."""
+    return replay(START, BASELINES, candidate("00004", "w0", 0.25), candidate("00005", "w1", 0.0), [
+        verdict("00005", "accepted", best_commit="b5", improvement=1.0),
+        verdict("00004", "rebased", commit="r4", tree="u4", parent="b5", improvement=0.75),
+        started("00006", "baseline", "w0", "b5", "t5", parent="b5"), finished("00006", metric=-0.25),
+        started("00007", "baseline", "w1", "b5", "t5", parent="b5"), finished("00007", metric=0.25),
+        started("00008", "candidate", "w2", "r4", "u4", parent="b5", of="00004", **rerun),
+        finished("00008", metric=run_metric)])
+
+
+def test_a_rebased_winner_that_wins_again_on_the_new_best_is_accepted_without_a_confirmation() -> None:
+    state = _rebased_onto_b5_with_baselines(-0.75)
+    assert next_judgement(state, ACCEPT, "minimize") == Judgement(
+        "00008", "accept", reference=0.0, required=0.5, improvement=0.75, runs=1)
+
+
+def test_a_rebased_winner_that_no_longer_wins_is_discarded() -> None:
+    state = _rebased_onto_b5_with_baselines(-0.25)
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "discard"
+
+
+def test_a_rebased_winner_still_owes_the_confirmations_beyond_the_first() -> None:
+    twice = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=2)
+    state = _rebased_onto_b5_with_baselines(-0.75)
+    assert next_judgement(state, twice, "minimize").verdict == "promising"
+
+
+def test_a_volunteer_s_rebased_run_still_needs_a_trusted_confirmation() -> None:
+    state = _rebased_onto_b5_with_baselines(-0.75, volunteer=True)
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "promising"
+
+
+def _two_promising(larger_confirmation: list[Event]) -> SwarmState:
+    """00004 (gain 0.75) confirmed; 00005 (gain 1.0, same parent) with its confirmation 00007."""
+    return replay(START, BASELINES,
+                  candidate("00004", "w0", 0.25), [verdict("00004", "promising", improvement=0.75)],
+                  candidate("00005", "w1", 0.0), [verdict("00005", "promising", improvement=1.0)],
+                  [started("00006", "confirm", "w2", "c4", "t4", of="00004"), finished("00006", metric=0.25),
+                   started("00007", "confirm", "w0", "c5", "t5", of="00005"), *larger_confirmation])
+
+
+def test_a_smaller_step_waits_while_a_larger_one_on_the_same_best_is_being_confirmed() -> None:
+    assert next_judgement(_two_promising([]), ACCEPT, "minimize") is None
+
+
+def test_once_the_larger_step_is_confirmed_it_is_accepted_first() -> None:
+    state = _two_promising([finished("00007", metric=0.0)])
+    assert (next_judgement(state, ACCEPT, "minimize").trial,
+            next_judgement(state, ACCEPT, "minimize").verdict) == ("00005", "accept")
+
+
+def test_a_lost_confirmation_of_the_larger_step_lets_the_smaller_one_through() -> None:
+    state = _two_promising([finished("00007", "lost")])
+    assert next_judgement(state, ACCEPT, "minimize") == Judgement(
+        "00004", "accept", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75, runs=2)
+
+
+def test_a_larger_stale_winner_re_running_on_best_holds_a_smaller_accept_back() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", 0.0), candidate("00005", "w1", 0.5), [
+        verdict("00005", "accepted", best_commit="b5", improvement=0.5),
+        verdict("00004", "rebased", commit="r4", tree="u4", parent="b5", improvement=1.0),
+        started("00006", "baseline", "w0", "b5", "t5", parent="b5"), finished("00006", metric=0.25),
+        started("00007", "baseline", "w1", "b5", "t5", parent="b5"), finished("00007", metric=0.75),
+        started("00008", "candidate", "w2", "r4", "u4", parent="b5", of="00004")])
+    state.apply(started("00009", "candidate", "w0", "c9", "t9", parent="b5"))
+    state.apply(finished("00009", metric=-0.25))  # beats b5 (0.5) by 0.75 > 0.5: but 00004 won by 1.0
+    assert next_judgement(state, AT_ONCE, "minimize") is None
+    state.apply(finished("00008", metric=-0.5))
+    assert next_judgement(state, AT_ONCE, "minimize").trial == "00008"
+
+
+def test_the_rebased_winner_with_the_largest_gain_runs_first() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", 0.5), candidate("00005", "w1", 0.25),
+                   candidate("00006", "w2", 0.0), [
+                       verdict("00006", "accepted", best_commit="b6", improvement=1.0),
+                       verdict("00004", "rebased", commit="r4", tree="u4", parent="b6", improvement=0.5),
+                       verdict("00005", "rebased", commit="r5", tree="u5", parent="b6", improvement=0.75)])
+    for trial, worker in (("00007", "w0"), ("00008", "w1")):  # best's other two runs, in flight
+        state.apply(started(trial, "baseline", worker, "b6", "t6", parent="b6"))
+    assert assign(state, "w2", LIVE, AT_ONCE, None).commit == "r5"

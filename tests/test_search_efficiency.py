@@ -131,12 +131,25 @@ def test_summarize_takes_medians_over_seeds_and_counts_never_reached_as_late() -
 
 
 def test_time_ratio_is_the_swarms_time_to_the_sequential_final_over_the_sequential_wall() -> None:
-    swarm = _outcome([Change(0, 0.0, 5.0, 5.0), Change(9, 6.0, 0.3, 5.0)], [1.0] * 16)
-    sequential = _outcome([Change(0, 0.0, 5.0, 5.0), Change(12, 20.0, 0.4, 5.0)], [float(i) for i in range(1, 17)])
-    assert se.time_ratio(swarm, sequential, budget=16) == (0.4, 6.0, 16.0)
-    assert se.format_ratios([(0.4, 6.0, 16.0), (0.1, None, 20.0)])[-1] == (
-        "- median ratio (swarm time to the sequential final / sequential wall time): not reached "
-        "(goal <= 0.2)")
+    # the swarm ran past the sequential loop's 16 evaluations: only its first 16 s count
+    swarm = _outcome([Change(0, 0.0, 5.0, 5.0), Change(9, 2.0, 1.0, 5.0), Change(30, 6.0, 0.3, 1.0),
+                      Change(90, 17.0, 0.01, 0.3)], [0.5 * i for i in range(1, 41)])
+    sequential = _outcome([Change(0, 0.0, 5.0, 5.0), Change(12, 12.0, 0.4, 5.0)],
+                          [float(i) for i in range(1, 17)])
+    ratio = se.time_ratio(swarm, sequential, budget=16)
+    assert ratio == se.Ratio(final=0.4, wall=16.0, seconds=6.0, evaluations=30, at_fifth=1.0,
+                             swarm_evaluations=32)
+    late = se.time_ratio(_outcome([Change(0, 0.0, 5.0, 5.0), Change(90, 17.0, 0.01, 5.0)], [1.0]),
+                         sequential, budget=16)
+    assert (late.seconds, late.evaluations, late.at_fifth) == (None, None, 5.0)
+    lines = se.format_ratios([ratio, late])
+    assert lines[0] == ("- seed 0: sequential final true 0.4000 after 16.0 s; swarm reached it in 6.0 s "
+                        "= 0.375, after 30 evaluations; at a fifth of that time its true value was "
+                        "1.0000; it finished 32 evaluations in that time")
+    assert "; swarm did not reach it in that time; at a fifth of that time its true value was 5.0000" \
+        in lines[1]
+    assert lines[-1] == ("- median ratio (swarm time to the sequential final / sequential wall time): "
+                         "not reached (goal <= 0.2)")
 
 
 # -- the targets and the in-process contenders' moves ------------------------------------------
