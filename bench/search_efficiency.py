@@ -71,7 +71,7 @@ from typing import Any
 
 import ray
 
-from swarm.config import load_config
+from swarm.config import SwarmConfig, load_config
 from swarm.launch import RunOptions, run_swarm
 from swarm.proposers.mutate import Tunable, apply_value, find_tunables, perturb
 from swarm.types import EVALUATED_STATUSES
@@ -81,6 +81,7 @@ CONTENDERS = ("swarm", "sequential", "best-of-N", "TPE", "PBT")
 Value = int | float | str
 Point = tuple[Value, ...]  # the tunable constants' values, in train.py's order
 SPACE_SPAN = 16.0  # TPE's and PBT's bounds: start / 16 to start * 16
+UNLIMITED_TRIALS = 10**9  # a run cut by time only
 GROW_ATTEMPTS = 6  # as the workers' PROPOSAL_ATTEMPTS: a repeat is perturbed again on top
 
 
@@ -272,8 +273,8 @@ def time_ratio(swarm: Outcome, sequential: Outcome, budget: int) -> Ratio:
     final = within_budget(sequential.history, budget)[-1].true
     wall = _budget_seconds(sequential, budget)
     hit = first_reaching(within_seconds(swarm.history, wall), final)
-    return Ratio(final, wall, hit.seconds if hit else None, hit.trials if hit else None,
-                 within_seconds(swarm.history, wall / 5)[-1].true,
+    at_fifth = within_seconds(swarm.history, wall / 5) or swarm.history[:1]  # wall is nan: no evaluations
+    return Ratio(final, wall, hit.seconds if hit else None, hit.trials if hit else None, at_fifth[-1].true,
                  sum(1 for f in swarm.finished if f <= wall))
 
 
@@ -375,8 +376,8 @@ class Budget:
     parallel: int
 
 
-def run_loop(target: Target, seed: int, workers: int, budget: Budget, scratch: Path,
-             keep_if_lower: bool, wall_s: float | None = None) -> Outcome:
+def loop_config(target: Target, seed: int, workers: int, budget: Budget, keep_if_lower: bool,
+                wall_s: float | None = None) -> SwarmConfig:
     """The swarm (default acceptance) or, with keep_if_lower, autoresearch's sequential loop;
     with wall_s, it runs for that many seconds instead of the evaluation budget."""
     overrides: dict[str, Any] = {
@@ -384,13 +385,19 @@ def run_loop(target: Target, seed: int, workers: int, budget: Budget, scratch: P
         "workers.count": workers, "stop.max_trials": budget.evaluations, "proposer.seed": seed,
         # a safety net only: the trial budget ends the run long before
         "stop.hours": budget.evaluations * (budget.seconds_each + 5) / 3600}
-    if wall_s is not None:
-        overrides |= {"stop.max_trials": None, "stop.hours": wall_s / 3600}
+    if wall_s is not None:  # (None would mean "leave the config's max_trials as it is")
+        overrides |= {"stop.max_trials": UNLIMITED_TRIALS, "stop.hours": wall_s / 3600}
     if keep_if_lower:
         overrides |= {"acceptance.min_delta": 0.0, "acceptance.noise_k": 0.0,
                       "acceptance.baseline_runs": 1, "acceptance.confirm_runs": 0,
                       "workers.prepare_ahead": False}
-    config = load_config(target.config, overrides)
+    return load_config(target.config, overrides)
+
+
+def run_loop(target: Target, seed: int, workers: int, budget: Budget, scratch: Path,
+             keep_if_lower: bool, wall_s: float | None = None) -> Outcome:
+    """One run of loop_config's swarm, its incumbent history read from its ledger."""
+    config = loop_config(target, seed, workers, budget, keep_if_lower, wall_s)
     run_dir = scratch / f"{target.name}-{'seq' if keep_if_lower else 'swarm'}-{seed}"
     t0 = time.time()
     run_swarm(RunOptions(config, run_dir))

@@ -176,14 +176,19 @@ def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
 
 
 def _larger_step_running(state: SwarmState, j: Judgement) -> bool:
-    """A winner on the same parent with a larger gain is being re-run right now (its
-    confirmation, or its re-run after a rebase). Accepting j first would make that larger
-    step stale, to be rebased and run again; waiting costs at most the rest of one trial."""
-    parent = state.trials[j.trial].parent
-    for trial_id, _worker in state.inflight.items():
+    """A winner on the same parent and class with a larger gain is being re-run (its
+    confirmation, or its run after a rebase), and that run started before j's last run ended.
+    Accepting j first would make the larger step stale, to be rebased and run again; runs that
+    start later do not hold j back, so the wait is at most the rest of the runs in flight then.
+    A volunteer's gain is its own word, measured on its own class: it holds back nobody."""
+    trial = state.trials[j.trial]
+    ready_at = max([trial.finished] + [r.finished for r in state.confirmations(trial.id)])
+    for trial_id in state.inflight:
         run = state.trials[trial_id]
-        step = (state.trials[run.of] if run.of and run.kind in ("confirm", "candidate") else None)
-        if step is None or step.id == j.trial or run.parent != parent:
+        step = state.trials[run.of] if run.of and run.kind in ("confirm", "candidate") else None
+        if (step is None or step.id == trial.id or run.parent != trial.parent
+                or step.volunteer or run.volunteer or step.hardware != trial.hardware
+                or run.started > ready_at):
             continue
         if (step.gain or 0.0) > j.improvement:
             return True

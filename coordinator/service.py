@@ -191,7 +191,7 @@ class Coordinator:
         for trial_id in abandoned:
             self._finish_lost(trial_id, "its worker asked for new work without reporting it")
         if abandoned:
-            self._write_results()
+            self._settle()  # a lost re-run of a larger step may free a smaller winner's verdict
         if self.driver_places and worker_id not in self.placement and not self.stop_reason():
             return WorkUnit("wait", self.state.best.commit, wait_s=UNPLACED_WAIT_S)
         hardware, _volunteer = self._seat(worker_id)

@@ -254,9 +254,6 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
     crashes_left = 2 * (spec.initial_count() or spec.max_workers or 4) if budget is None else budget
     status: dict[str, Any] = {}
     stopping, last_error, done = False, "", False
-    # A worker's run() returns only when the coordinator said stop, which it says only once the
-    # run is ending: the status polled before that may not know yet, this does.
-    sent_home = False
     if pool.fill(None) == 0:
         if options.address is None:  # a local instance will not grow: say so now
             raise SwarmError(f"no node of this Ray instance fits a worker (workers: gpus_per_worker "
@@ -265,6 +262,7 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
         log.warning("no node fits a worker yet (%s); waiting for nodes to join", _capacity(pool.nodes))
     while not done:
         try:
+            sent_home = False
             for worker, error in pool.finished(options.poll_s):
                 if error is None:
                     sent_home = True
@@ -274,7 +272,11 @@ def _supervise(options: RunOptions, coordinator: Any, pool: _WorkerPool) -> dict
                     crashes_left -= 1
                 else:
                     log.warning("node %s left; its workers' trials are lost", worker.node.node_id[:8])
-            wind_down = stopping or sent_home or bool(status.get("stop_reason"))
+            if sent_home:
+                # The coordinator sends a worker home once the run is ending; the status polled
+                # before that may not say so yet, and refilling on it would start a new worker.
+                status = _poll_status(coordinator, status)
+            wind_down = stopping or bool(status.get("stop_reason"))
             if not wind_down and time.monotonic() - pool.looked_at >= NODE_POLL_S:
                 pool.fill(max(crashes_left, 0))
             # Said again on every poll: a coordinator restarted by Ray forgets both.

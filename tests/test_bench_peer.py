@@ -42,7 +42,8 @@ def test_duty_cycle_quick_overlapped_workers_evaluate_a_larger_share(tmp_path: P
         assert 0 < float(busy) <= float(span) + 0.05
         shares[mode].append(percent(share))
         trials[mode] += int(count)
-    assert trials == {"overlapped": 6, "sequential": 6}
+    # the budget of 6 is spent in each mode; a confirmation owed when it ran out still runs
+    assert all(6 <= count <= 8 for count in trials.values()), trials
     overlapped = sum(shares["overlapped"]) / len(shares["overlapped"])
     sequential = sum(shares["sequential"]) / len(shares["sequential"])
     assert overlapped > 90.0, output

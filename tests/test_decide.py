@@ -748,7 +748,13 @@ def test_a_rebased_winner_that_no_longer_wins_is_discarded() -> None:
 def test_a_rebased_winner_still_owes_the_confirmations_beyond_the_first() -> None:
     twice = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=2)
     state = _rebased_onto_b5_with_baselines(-0.75)
-    assert next_judgement(state, twice, "minimize").verdict == "promising"
+    judgement = next_judgement(state, twice, "minimize")
+    state.apply(verdict(judgement.trial, judgement.verdict, improvement=judgement.improvement))
+    assert judgement.verdict == "promising"
+    assert assign(state, "w0", LIVE, twice, None) == Assignment(
+        "evaluate", "confirm", "r4", "u4", "b5", of="00008")
+    state.apply(started("00009", "confirm", "w0", "r4", "u4", parent="b5", of="00008"))
+    assert assign(state, "w1", LIVE, twice, None).kind != "confirm"  # one owed, not two
 
 
 def test_a_volunteer_s_rebased_run_still_needs_a_trusted_confirmation() -> None:
@@ -779,6 +785,26 @@ def test_a_lost_confirmation_of_the_larger_step_lets_the_smaller_one_through() -
     state = _two_promising([finished("00007", "lost")])
     assert next_judgement(state, ACCEPT, "minimize") == Judgement(
         "00004", "accept", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75, runs=2)
+
+
+def test_a_volunteer_s_larger_claimed_gain_holds_back_nobody() -> None:
+    state = replay(START, BASELINES,
+                   candidate("00004", "w0", 0.25), [verdict("00004", "promising", improvement=0.75)],
+                   candidate("00005", "w1", -99.0, volunteer=True),
+                   [verdict("00005", "promising", improvement=100.0),
+                    started("00006", "confirm", "w2", "c4", "t4", of="00004"), finished("00006", metric=0.25),
+                    started("00007", "confirm", "w0", "c5", "t5", of="00005")])
+    assert next_judgement(state, ACCEPT, "minimize").trial == "00004"
+
+
+def test_a_larger_step_re_run_that_started_after_the_smaller_winner_was_ready_holds_it_back_not() -> None:
+    state = replay(START, BASELINES,
+                   candidate("00004", "w0", 0.25), [verdict("00004", "promising", improvement=0.75)],
+                   candidate("00005", "w1", 0.0), [verdict("00005", "promising", improvement=1.0)],
+                   [started("00006", "confirm", "w2", "c4", "t4", of="00004"),
+                    finished("00006", metric=0.25, ts=10.0),
+                    started("00007", "confirm", "w0", "c5", "t5", of="00005", ts=11.0)])
+    assert next_judgement(state, ACCEPT, "minimize").trial == "00004"
 
 
 def test_a_larger_stale_winner_re_running_on_best_holds_a_smaller_accept_back() -> None:

@@ -152,6 +152,14 @@ def test_time_ratio_is_the_swarms_time_to_the_sequential_final_over_the_sequenti
                          "not reached (goal <= 0.2)")
 
 
+def test_the_swarm_given_a_wall_time_is_not_cut_by_the_trial_budget() -> None:
+    quadratic, budget = se.TARGETS[0], se.Budget(64, 0.5, 8)
+    timed = se.loop_config(quadratic, 3, 8, budget, keep_if_lower=False, wall_s=36.0).stop
+    assert (timed.max_trials, timed.hours) == (10**9, 0.01)
+    counted = se.loop_config(quadratic, 3, 1, budget, keep_if_lower=True).stop
+    assert counted.max_trials == 64
+
+
 # -- the targets and the in-process contenders' moves ------------------------------------------
 
 def test_deceptive_optimum_and_start_are_as_documented() -> None:
