@@ -33,13 +33,17 @@ SECRET_PATTERNS: tuple[str, ...] = (
 _DIE_WITH_PARENT: tuple[str, ...] = (
     ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ())
 
-# The parent-death signal reaches only the group leader. If the worker dies, the watchdog (in
-# its own session, holding the read end of a pipe only the worker writes to) sees EOF and
-# kills the experiment's whole process group: DataLoader or torchrun children included.
+# The parent-death signal reaches only the experiment's first process. The watchdog kills the
+# rest: it starts first, leading a new process group that the experiment then joins, and holds
+# the read end of a pipe only the worker writes to. EOF without the 'done' byte means the worker
+# died, at whatever moment, and the watchdog kills the whole group (DataLoader or torchrun
+# children included, itself last). Started after the experiment instead, it would leave a window
+# in which a killed worker orphaned grandchildren. It ignores SIGTERM, so the timeout's
+# SIGTERM to the group leaves it watching through the grace period.
 _WATCHDOG = ("import os, signal, sys\n"
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
              "if not sys.stdin.buffer.read():  # EOF with no 'done' byte: the worker died\n"
-             "    try:\n        os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
-             "    except OSError:\n        pass\n")
+             "    os.killpg(0, signal.SIGKILL)\n")
 
 _CHUNK = 65_536
 _READER_JOIN_S = 5.0  # a pipe held open by an escaped grandchild must not hang the worker
@@ -138,13 +142,13 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         pass  # gone already, or only a setuid process of the child's is left
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout_s: float, kill_grace_s: float) -> int | None:
+def _wait(proc: subprocess.Popen[bytes], pgid: int, timeout_s: float, kill_grace_s: float) -> int | None:
     """The exit code, or None after terminating the group at the timeout."""
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         pass
-    _signal_group(proc.pid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGTERM)
     try:
         proc.wait(timeout=kill_grace_s)
     except subprocess.TimeoutExpired:
@@ -160,19 +164,22 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
         pass  # Popen reaps it later; the result does not depend on it
 
 
-def _supervise(proc: subprocess.Popen[bytes], timeout_s: float, kill_grace_s: float) -> int | None:
-    """Waits for the leader, then kills its whole group whatever happened."""
+def _supervise(proc: subprocess.Popen[bytes], pgid: int, timeout_s: float,
+               kill_grace_s: float) -> int | None:
+    """Waits for the experiment, then kills its whole group whatever happened."""
     try:
-        return _wait(proc, timeout_s, kill_grace_s)
+        return _wait(proc, pgid, timeout_s, kill_grace_s)
     finally:
         # Also after a normal exit (or a cancelled actor): no grandchild outlives the trial.
-        _signal_group(proc.pid, signal.SIGKILL)
+        _signal_group(pgid, signal.SIGKILL)
         _reap(proc)
 
 
-def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Starts the command in its own session, so its whole group can be killed."""
+def _spawn(command: str, cwd: Path, env: Mapping[str, str], group: int | None) -> subprocess.Popen[bytes]:
+    """Starts the command in process group `group` (the watchdog's), or without a watchdog in
+    a session of its own; either way its whole group can be killed."""
     # No preexec_fn: the caller is a multi-threaded Ray actor, where fork+Python is unsafe.
+    placement: dict = {"process_group": group} if group is not None else {"start_new_session": True}
     return subprocess.Popen(
         [*_DIE_WITH_PARENT, "/bin/bash", "-c", "ulimit -c 0\n" + command],
         cwd=cwd,
@@ -181,7 +188,7 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         bufsize=0,
-        start_new_session=True,
+        **placement,
     )
 
 
@@ -199,21 +206,19 @@ def run_sandboxed(
     """Runs `command` under bash in its own process group and kills that group when done."""
     log = _CappedLog(log_path, max_log_bytes, tail_chars)
     start = time.monotonic()
+    watchdog = _start_watchdog()
     try:
-        proc = _spawn(command, cwd, env)
+        proc = _spawn(command, cwd, env, group=watchdog.pid if watchdog else None)
     except BaseException:
         log.close()
+        if watchdog is not None:
+            _stop_watchdog(watchdog)
         raise
     assert proc.stdout is not None
     reader = threading.Thread(target=log.drain, args=(proc.stdout,), daemon=True)
     reader.start()
-    watchdog = None
     try:
-        watchdog = _start_watchdog(proc.pid)
-    except OSError:
-        pass  # still supervised and killed below; only a dying worker could now orphan it
-    try:
-        exit_code = _supervise(proc, timeout_s, kill_grace_s)
+        exit_code = _supervise(proc, watchdog.pid if watchdog else proc.pid, timeout_s, kill_grace_s)
     finally:
         if watchdog is not None:
             _stop_watchdog(watchdog)
@@ -230,17 +235,25 @@ def run_sandboxed(
     )
 
 
-def _start_watchdog(pgid: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pgid)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def _start_watchdog() -> subprocess.Popen | None:
+    """The watchdog, leading a new process group (None if it cannot start: the experiment is
+    still supervised and killed, and only a worker dying mid-trial could then orphan it)."""
+    try:
+        return subprocess.Popen([sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+    except OSError:
+        return None
 
 
 def _stop_watchdog(watchdog: subprocess.Popen) -> None:
-    """The trial is over and its group killed: tell the watchdog so, and let it exit."""
+    """The trial is over: tell the watchdog (usually killed with the group already) and reap it."""
+    for step in (lambda: watchdog.stdin.write(b"done"), watchdog.stdin.close):
+        try:
+            step()
+        except OSError:
+            pass  # it died with its group: the pipe is broken
     try:
-        watchdog.stdin.write(b"done")
-        watchdog.stdin.close()
         watchdog.wait(timeout=_REAP_S)
-    except (OSError, subprocess.TimeoutExpired):
+    except subprocess.TimeoutExpired:
         watchdog.kill()
+        watchdog.wait(timeout=_REAP_S)
