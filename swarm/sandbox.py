@@ -215,10 +215,11 @@ def run_sandboxed(
             _stop_watchdog(watchdog)
         raise
     assert proc.stdout is not None
+    pgid = watchdog.pid if watchdog else proc.pid  # the group the experiment runs in
     reader = threading.Thread(target=log.drain, args=(proc.stdout,), daemon=True)
     reader.start()
     try:
-        exit_code = _supervise(proc, watchdog.pid if watchdog else proc.pid, timeout_s, kill_grace_s)
+        exit_code = _supervise(proc, pgid, timeout_s, kill_grace_s)
     finally:
         if watchdog is not None:
             _stop_watchdog(watchdog)
