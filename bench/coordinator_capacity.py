@@ -53,9 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from coordinator.service import Coordinator  # noqa: E402
-from swarm import gitops  # noqa: E402
-from swarm.config import SwarmConfig, load_config  # noqa: E402
-from swarm.types import CandidateInfo, TrialOutcome  # noqa: E402
+from swarm.core import gitops  # noqa: E402
+from swarm.core.config import SwarmConfig, load_config  # noqa: E402
+from swarm.core.values import CandidateInfo, TrialOutcome  # noqa: E402
 from workers.workspace import Workspace  # noqa: E402
 
 HARDWARE = {"hardware": "cpu:bench"}

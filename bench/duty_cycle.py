@@ -84,7 +84,7 @@ def responder(delay_s: float, seed: int = 0) -> Callable[[dict[str, Any]], Step]
 def llm_swarm_config(fake: FakeLLM, trial_s: float, workers: int, trials: int,
                      extra: dict[str, Any] | None = None) -> Any:
     """configs/quadratic.yaml with the llm proposer on the fake provider, one baseline run."""
-    from swarm.config import load_config
+    from swarm.core.config import load_config
     return load_config(ROOT / "configs" / "quadratic.yaml", {
         "target.repo": str(ROOT / "examples" / "quadratic"), "target.budget_s": trial_s,
         "target.timeout_s": trial_s + 60, "workers.count": workers, "stop.max_trials": trials,
@@ -95,7 +95,7 @@ def llm_swarm_config(fake: FakeLLM, trial_s: float, workers: int, trials: int,
 
 def run_ledger(config: Any, run_dir: Path) -> list[dict[str, Any]]:
     """Runs one swarm to its stopping rule on the connected Ray instance; its ledger events."""
-    from swarm.launch import RunOptions, run_swarm
+    from swarm.shell.driver import RunOptions, run_swarm
     run_swarm(RunOptions(config, run_dir))
     return [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from swarm.summary import parse_summary  # noqa: E402
+from workers.result_block import parse_summary  # noqa: E402
 
 KEYS = ("val_bpb", "num_steps", "training_seconds", "total_seconds", "peak_rss_mb")
 

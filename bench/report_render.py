@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coordinator.summary import load_status  # noqa: E402
-from swarm.report.writer import write_report  # noqa: E402
+from coordinator.status import load_status  # noqa: E402
+from swarm.shell.report.writer import write_report  # noqa: E402
 from tests.synthetic_ledger import write_synthetic_run  # noqa: E402
 
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import ray
 
-from swarm.config import load_config
-from swarm.launch import RunOptions, run_swarm
-from swarm.types import EVALUATED_STATUSES
+from swarm.core.config import load_config
+from swarm.shell.driver import RunOptions, run_swarm
+from swarm.core.values import EVALUATED_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ from typing import Any
 import ray
 
 from coordinator.service import Coordinator
-from swarm.config import SwarmConfig
-from swarm.errors import SwarmError
-from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
+from swarm.core.config import SwarmConfig
+from swarm.core.errors import SwarmError
+from swarm.core.values import CandidateInfo, TrialOutcome, WorkUnit
 
 __all__ = ["CoordinatorActor"]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import get_args
 
 from coordinator.state import SwarmState, TrialRecord
-from swarm.config import AcceptanceSpec, StopSpec
-from swarm.policy import Direction, improvement, margin, mean, pooled_spread
-from swarm.types import TrialOutcome, TrialStatus
+from swarm.core.config import AcceptanceSpec, StopSpec
+from swarm.core.stats import Direction, improvement, margin, mean, pooled_spread
+from swarm.core.values import TrialOutcome, TrialStatus
 
 __all__ = [
     "Assignment", "Judgement", "assign", "next_judgement", "budget_spent", "stop_reason",

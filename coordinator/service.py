@@ -20,13 +20,13 @@ import git
 from coordinator import decide
 from coordinator.results import ResultsFile
 from coordinator.state import VOLUNTEER_CLASS, SwarmState
-from swarm import gitops
-from swarm.config import SwarmConfig
-from swarm.errors import RunDirError
-from swarm.ledger import Ledger, read_events
-from swarm.policy import mean
-from swarm.scope import matching_paths, scope_violation
-from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
+from swarm.core import gitops
+from swarm.core.config import SwarmConfig
+from swarm.core.errors import RunDirError
+from swarm.core.ledger import Ledger, read_events
+from swarm.core.stats import mean
+from swarm.core.scope import matching_paths, scope_violation
+from swarm.core.values import CandidateInfo, TrialOutcome, WorkUnit
 
 __all__ = ["Coordinator"]
 
@@ -429,7 +429,7 @@ class Coordinator:
         return time.monotonic() - self.driver_seen
 
     def status(self) -> dict[str, Any]:
-        from coordinator.summary import summarize
+        from coordinator.status import summarize
         reason = self.stop_reason() or self._budget_spent()
         where = {w: {**self.live.get(w, {}), **self.placement.get(w, {})} for w in self.live}
         status = summarize(self.state, self.config, where, self.session_start, reason)

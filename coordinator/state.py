@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarm.types import EVALUATED_STATUSES
+from swarm.core.values import EVALUATED_STATUSES
 
 __all__ = ["TrialRecord", "BestRecord", "SwarmState", "trial_name", "VOLUNTEER_CLASS"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarm.config import load_config
+from swarm.core.config import load_config
 
 __all__ = ["SyntheticRun", "write_synthetic_run"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import git
 import pytest
 
-from swarm.config import ProposerSpec
-from swarm.proposers.agent import AgentProposer
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
+from swarm.core.config import ProposerSpec
+from workers.proposers.agent import AgentProposer
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 
 __all__: list[str] = []
 

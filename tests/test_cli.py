@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SWARM = [sys.executable, "-m", "swarm.cli"]
+SWARM = [sys.executable, "-m", "swarm.shell.cli"]
 
 
 @pytest.fixture()

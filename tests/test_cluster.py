@@ -20,9 +20,9 @@ ray = pytest.importorskip("ray")
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from swarm.config import SwarmConfig, load_config  # noqa: E402
-from swarm.launch import RunOptions, coordinator_name, run_swarm  # noqa: E402
-from swarm.placement import VOLUNTEER_RESOURCE  # noqa: E402
+from swarm.core.config import SwarmConfig, load_config  # noqa: E402
+from swarm.shell.driver import RunOptions, coordinator_name, run_swarm  # noqa: E402
+from swarm.shell.placement import VOLUNTEER_RESOURCE  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -229,7 +229,7 @@ def test_swarm_join_lends_a_node_whose_leaving_loses_only_its_trials_in_flight(
     trusted = gpu_node(cluster)
     run = Run.long(tmp_path, budget_s=3.0)
     asked = time.monotonic()
-    joiner = subprocess.Popen([sys.executable, "-m", "swarm.cli", "join", cluster.address,
+    joiner = subprocess.Popen([sys.executable, "-m", "swarm.shell.cli", "join", cluster.address,
                                "--gpus", "1", "--cpus", "2"], start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.config import StopSpec, SwarmConfig, load_config
-from swarm.errors import ConfigError
+from swarm.core.config import StopSpec, SwarmConfig, load_config
+from swarm.core.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 

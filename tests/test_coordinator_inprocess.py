@@ -23,13 +23,13 @@ import pytest
 
 from coordinator.results import result_status
 from coordinator.service import Coordinator
-from swarm import gitops
-from swarm.config import SwarmConfig, load_config
-from swarm.errors import RunDirError, SwarmError
-from swarm.ledger import read_events
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
-from swarm.proposers.mutate import MutateProposer
-from swarm.types import EVALUATED_STATUSES, CandidateInfo, TrialOutcome
+from swarm.core import gitops
+from swarm.core.config import SwarmConfig, load_config
+from swarm.core.errors import RunDirError, SwarmError
+from swarm.core.ledger import read_events
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+from workers.proposers.mutate import MutateProposer
+from swarm.core.values import EVALUATED_STATUSES, CandidateInfo, TrialOutcome
 from workers.loop import WorkerLoop
 from workers.workspace import Workspace
 

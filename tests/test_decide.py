@@ -16,8 +16,8 @@ from coordinator.decide import (
     stop_reason,
 )
 from coordinator.state import BestRecord, SwarmState, TrialRecord
-from swarm.config import AcceptanceSpec, StopSpec
-from swarm.types import TrialOutcome
+from swarm.core.config import AcceptanceSpec, StopSpec
+from swarm.core.values import TrialOutcome
 
 ACCEPT = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=1)
 AT_ONCE = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=0)
@@ -699,7 +699,7 @@ def test_a_volunteer_s_winner_waits_for_a_trusted_confirmation_even_with_confirm
 
 
 def test_a_volunteer_s_claimed_baseline_cannot_reach_the_target_metric() -> None:
-    from swarm.config import StopSpec
+    from swarm.core.config import StopSpec
 
     state = replay(START, BASELINES, [
         started("00004", "baseline", "v1", "c0", "t0", hardware="volunteer/x"), finished("00004", metric=-99.0)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swarm.proposers.edits import Edit, EditError, apply_edits, parse_reply
+from workers.proposers.edits import Edit, EditError, apply_edits, parse_reply
 
 __all__: list[str] = []
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import git
 import pytest
 
-from swarm import gitops
-from swarm.errors import GitError
+from swarm.core import gitops
+from swarm.core.errors import GitError
 
 LINES = [f"line {i}\n" for i in range(1, 11)]  # ten lines: edits to 2 and 9 merge cleanly
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PURE = ["swarm.policy", "swarm.config", "swarm.types", "swarm.ledger", "swarm.summary",
-        "swarm.scope", "swarm.errors", "swarm.proposers.base", "swarm.proposers.mutate",
-        "coordinator.state", "coordinator.decide", "coordinator.results", "coordinator.summary",
-        "workers.judging"]
+PURE = ["swarm.core.stats", "swarm.core.config", "swarm.core.values", "swarm.core.ledger", "workers.result_block",
+        "swarm.core.scope", "swarm.core.errors", "workers.proposers.base", "workers.proposers.mutate",
+        "coordinator.state", "coordinator.decide", "coordinator.results", "coordinator.status",
+        "workers.classify"]
 RAY_SHELLS = {"coordinator/actor.py", "workers/actor.py", "swarm/launch.py"}
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from swarm import ledger as ledger_module
-from swarm.errors import RunDirError
-from swarm.ledger import Ledger, read_events
+from swarm.core import ledger as ledger_module
+from swarm.core.errors import RunDirError
+from swarm.core.ledger import Ledger, read_events
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from swarm.config import PriceSpec, ProposerSpec
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
-from swarm.proposers.llm import LLMProposer
+from swarm.core.config import PriceSpec, ProposerSpec
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.llm import LLMProposer
 from tests.fake_llm import FakeLLM, Step
 
 __all__: list[str] = []
@@ -120,7 +120,7 @@ def test_without_a_price_override_the_cost_comes_from_litellms_table() -> None:
 def test_the_fake_streams_to_litellm_and_the_anthropic_sdk() -> None:
     import anthropic
 
-    from swarm.proposers.llm import _litellm
+    from workers.proposers.llm import _litellm
 
     litellm = _litellm()
     with FakeLLM([Step("streamed reply text, long enough for several chunks")]) as fake:

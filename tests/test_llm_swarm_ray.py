@@ -9,8 +9,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from swarm.config import load_config  # noqa: E402
-from swarm.launch import RunOptions, run_swarm  # noqa: E402
+from swarm.core.config import load_config  # noqa: E402
+from swarm.shell.driver import RunOptions, run_swarm  # noqa: E402
 from tests.conftest import local_ray as start_local_ray  # noqa: E402
 from tests.fake_llm import FakeLLM, Step  # noqa: E402
 

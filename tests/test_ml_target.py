@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.summary import parse_summary
+from workers.result_block import parse_summary
 
 torch = pytest.importorskip("torch")
 
@@ -468,7 +468,7 @@ def test_without_namespaces_the_trial_refuses_to_run_unjailed(tmp_path: Path, da
 
 
 def test_mutate_sees_train_py_hyperparameters_but_not_the_seed() -> None:
-    from swarm.proposers.mutate import find_tunables
+    from workers.proposers.mutate import find_tunables
 
     names = [t.name for t in find_tunables("train.py", (ML_TARGET / "train.py").read_text())]
     assert names == ["DEPTH", "MODEL_DIM", "HEAD_DIM", "MLP_RATIO", "ACTIVATION", "SOFTCAP",
@@ -479,8 +479,8 @@ def test_mutate_sees_train_py_hyperparameters_but_not_the_seed() -> None:
 def test_every_mutation_of_train_py_still_parses() -> None:
     import ast
 
-    from swarm.proposers.base import ProposalContext
-    from swarm.proposers.mutate import MutateProposer
+    from workers.proposers.base import ProposalContext
+    from workers.proposers.mutate import MutateProposer
 
     source = (ML_TARGET / "train.py").read_text()
     proposer = MutateProposer(seed=3)

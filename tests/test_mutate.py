@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
-from swarm.proposers.mutate import MutateProposer, Tunable, apply_value, find_tunables, perturb
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.mutate import MutateProposer, Tunable, apply_value, find_tunables, perturb
 
 __all__: list[str] = []
 

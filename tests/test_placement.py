@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from swarm.config import WorkersSpec
-from swarm.placement import Node, node_from_ray, plan, slots, wanted
+from swarm.core.config import WorkersSpec
+from swarm.shell.placement import Node, node_from_ray, plan, slots, wanted
 
 GPU_NODES = [Node("a", cpus=8, gpus=2), Node("b", cpus=8, gpus=1)]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarm.policy import improvement, margin, mean, pooled_spread
+from swarm.core.stats import improvement, margin, mean, pooled_spread
 
 
 def test_improvement_minimize_is_reference_minus_value() -> None:

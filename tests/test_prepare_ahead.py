@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.service import Coordinator
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
-from swarm.proposers.mutate import MutateProposer
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.mutate import MutateProposer
 from tests.test_coordinator_inprocess import Serialized, quadratic_config
 from workers.loop import WorkerLoop
 

@@ -6,7 +6,7 @@ import time
 
 from rich.console import Console
 
-from swarm.progress import render_status
+from swarm.shell.progress import render_status
 
 __all__: list[str] = []
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from swarm.proposers.base import ProposalContext
-from swarm.proposers.prompt import FORMAT_RULES, system_prompt, user_prompt
+from workers.proposers.base import ProposalContext
+from workers.proposers.prompt import FORMAT_RULES, system_prompt, user_prompt
 
 __all__: list[str] = []
 

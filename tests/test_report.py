@@ -14,15 +14,15 @@ import pytest
 from rich.console import Console
 
 from coordinator.service import Coordinator
-from coordinator.summary import load_status
-from swarm.cli import main
-from swarm.config import SwarmConfig, load_config
-from swarm.progress import render_status
-from swarm.proposers.mutate import MutateProposer
-from swarm.report.lineage import lineage_of
-from swarm.report.progress_chart import draw_progress
-from swarm.report.writer import load_facts, write_report
-from swarm.types import EVALUATED_STATUSES
+from coordinator.status import load_status
+from swarm.shell.cli import main
+from swarm.core.config import SwarmConfig, load_config
+from swarm.shell.progress import render_status
+from workers.proposers.mutate import MutateProposer
+from swarm.shell.report.lineage import lineage_of
+from swarm.shell.report.progress_chart import draw_progress
+from swarm.shell.report.writer import load_facts, write_report
+from swarm.core.values import EVALUATED_STATUSES
 from tests.synthetic_ledger import write_synthetic_run
 from workers.loop import WorkerLoop
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from coordinator.state import SwarmState
-from swarm.report.facts import RunFacts, run_facts
-from swarm.report.lineage import lineage_of
+from swarm.shell.report.facts import RunFacts, run_facts
+from swarm.shell.report.lineage import lineage_of
 
 DAY = 86_400.0
 

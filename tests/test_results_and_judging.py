@@ -9,9 +9,9 @@ import pytest
 
 from coordinator.results import ResultsFile, result_status, results_rows, write_results
 from coordinator.state import SwarmState, TrialRecord
-from swarm.sandbox import SandboxResult
-from swarm.scope import matching_paths, readonly_violation, scope_violation
-from workers.judging import classify_run
+from workers.sandbox import SandboxResult
+from swarm.core.scope import matching_paths, readonly_violation, scope_violation
+from workers.classify import classify_run
 
 
 def trial(kind: str = "candidate", status: str | None = "ok", verdict: str | None = None,

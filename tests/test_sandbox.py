@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from swarm import sandbox
-from swarm.sandbox import SandboxResult, run_sandboxed, scrubbed_env
+from workers import sandbox
+from workers.sandbox import SandboxResult, run_sandboxed, scrubbed_env
 
 PY = shlex.quote(sys.executable)
 BASE_ENV = {"PATH": os.environ["PATH"]}
@@ -179,7 +179,7 @@ def test_a_dead_worker_takes_its_experiments_grandchildren_with_it(tmp_path: Pat
     worker_code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from swarm.sandbox import run_sandboxed\n"
+        "from workers.sandbox import run_sandboxed\n"
         f"run_sandboxed('sleep 120 & echo $! $$ > {pids}; wait', cwd=Path('{tmp_path}'),\n"
         f"              log_path=Path('{tmp_path}/log'), timeout_s=120, env=dict(os.environ))\n")
     worker = subprocess.Popen([sys.executable, "-c", worker_code], cwd=Path(__file__).parents[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from swarm.summary import metric_value, numeric_metrics, parse_summary
+from workers.result_block import metric_value, numeric_metrics, parse_summary
 
 
 def test_padded_values_become_floats() -> None:

@@ -16,8 +16,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from coordinator.state import SwarmState  # noqa: E402
-from swarm.config import load_config  # noqa: E402
-from swarm.launch import CoordinatorLost, RunOptions, coordinator_name, run_swarm  # noqa: E402
+from swarm.core.config import load_config  # noqa: E402
+from swarm.shell.driver import CoordinatorLost, RunOptions, coordinator_name, run_swarm  # noqa: E402
 from tests.conftest import local_ray as start_local_ray  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -168,7 +168,7 @@ def test_worker_killed_mid_trial_loses_only_that_trial_and_is_replaced(local_ray
 def test_a_run_directory_a_live_driver_runs_is_refused_and_an_orphaned_coordinator_replaced(
         local_ray, tmp_path):
     from coordinator.actor import CoordinatorActor
-    from swarm.errors import SwarmError
+    from swarm.core.errors import SwarmError
 
     run_dir = (tmp_path / "run").resolve()
     config = quadratic(max_trials=6)

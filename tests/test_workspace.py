@@ -7,7 +7,7 @@ from pathlib import Path
 import git
 import pytest
 
-from swarm import gitops
+from swarm.core import gitops
 from workers.workspace import Workspace
 
 TRAIN = "".join(["# knobs\n", "A = 1.0\n", "\n", "# more\n", "\n", "B = 1.0\n", "\n", "# end\n",

@@ -16,8 +16,8 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from swarm.config import SwarmConfig
-from swarm.proposers import make_proposer
+from swarm.core.config import SwarmConfig
+from workers.proposers import make_proposer
 from workers.loop import WorkerLoop
 
 __all__ = ["WorkerActor", "RetryingClient"]

@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from swarm import gitops
-from swarm.config import SwarmConfig
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
-from swarm.sandbox import SandboxResult, run_sandboxed, scrubbed_env
-from swarm.types import CandidateInfo, TrialOutcome, WorkUnit
-from swarm.scope import readonly_violation, scope_violation
-from workers.judging import classify_run
+from swarm.core import gitops
+from swarm.core.config import SwarmConfig
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+from workers.sandbox import SandboxResult, run_sandboxed, scrubbed_env
+from swarm.core.values import CandidateInfo, TrialOutcome, WorkUnit
+from swarm.core.scope import readonly_violation, scope_violation
+from workers.classify import classify_run
 from workers.workspace import Workspace
 
 __all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMPTS"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from swarm import gitops
-from swarm.scope import matching_paths
+from swarm.core import gitops
+from swarm.core.scope import matching_paths
 
 __all__ = ["Workspace"]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from swarm.errors import RunDirError
+from swarm.core.errors import RunDirError
 
 __all__ = ["Ledger", "read_events"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import git
 
-from swarm.errors import GitError
+from swarm.core.errors import GitError
 
 __all__ = [
     "BEST_BRANCH", "open_repo", "init_repo", "import_target", "commit_all", "tree_of",

@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from swarm.policy import improvement
+from swarm.core.stats import improvement
 
 __all__ = ["render_status", "format_metric"]
 

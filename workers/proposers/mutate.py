@@ -10,7 +10,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 
 __all__ = ["FACTORS", "Tunable", "find_tunables", "perturb", "apply_value", "MutateProposer"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from swarm.sandbox import SandboxResult
-from swarm.summary import metric_value, numeric_metrics, parse_summary
+from workers.sandbox import SandboxResult
+from workers.result_block import metric_value, numeric_metrics, parse_summary
 
 __all__ = ["classify_run"]
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from swarm.config import ProposerSpec
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
-from swarm.proposers.edits import EditError, apply_edits, parse_reply
-from swarm.proposers.prompt import retry_prompt, system_prompt, user_prompt
-from swarm.scope import scope_violation
+from swarm.core.config import ProposerSpec
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.edits import EditError, apply_edits, parse_reply
+from workers.proposers.prompt import retry_prompt, system_prompt, user_prompt
+from swarm.core.scope import scope_violation
 
 __all__ = ["LLMProposer", "ProviderError"]
 

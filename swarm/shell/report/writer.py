@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 from coordinator.state import SwarmState, TrialRecord
-from coordinator.summary import replay_run
-from swarm.report.facts import RunFacts, run_facts
-from swarm.report.lessons import lessons, tally_kinds
-from swarm.report.lineage import draw_lineage
-from swarm.report.markdown import render_report
-from swarm.report.progress_chart import draw_progress
+from coordinator.status import replay_run
+from swarm.shell.report.facts import RunFacts, run_facts
+from swarm.shell.report.lessons import lessons, tally_kinds
+from swarm.shell.report.lineage import draw_lineage
+from swarm.shell.report.markdown import render_report
+from swarm.shell.report.progress_chart import draw_progress
 
 __all__ = ["write_report", "load_facts"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import git
 
-from swarm.config import ProposerSpec
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure
-from swarm.proposers.prompt import user_prompt
+from swarm.core.config import ProposerSpec
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.prompt import user_prompt
 
 __all__ = ["AgentProposer", "AGENT_RULES"]
 

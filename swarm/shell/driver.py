@@ -18,9 +18,9 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayEr
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.actor import CoordinatorActor
-from swarm.config import SwarmConfig
-from swarm.errors import ConfigError, SwarmError
-from swarm.placement import Node, node_from_ray, plan
+from swarm.core.config import SwarmConfig
+from swarm.core.errors import ConfigError, SwarmError
+from swarm.shell.placement import Node, node_from_ray, plan
 from workers.actor import WorkerActor
 
 __all__ = [

@@ -12,9 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
-from swarm.config import load_config
-from swarm.errors import SwarmError
-from swarm.progress import render_status
+from swarm.core.config import load_config
+from swarm.core.errors import SwarmError
+from swarm.shell.progress import render_status
 
 __all__ = ["main"]
 
@@ -74,13 +74,13 @@ def _count(text: str) -> int | str:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from swarm.join import join
+    from swarm.shell.join import join
 
     return join(args.address, args.gpus, args.cpus, args.node_ip, args.token_file)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from swarm.launch import RunOptions, connect, resolve_target_repo, run_swarm  # ray loads here
+    from swarm.shell.driver import RunOptions, connect, resolve_target_repo, run_swarm  # ray loads here
 
     overrides = {"workers.count": args.workers, "stop.max_trials": args.max_trials,
                  "stop.hours": args.hours, "proposer.kind": args.proposer}
@@ -117,12 +117,12 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from coordinator.summary import load_status
+    from coordinator.status import load_status
 
     if args.address:
         if args.run_dir is None:
             raise SwarmError("status --address needs RUN_DIR, as the driver was given it")
-        from swarm.launch import live_status  # ray loads here
+        from swarm.shell.driver import live_status  # ray loads here
 
         Console().print(render_status(live_status(args.address, args.run_dir)))
         return 0
@@ -132,7 +132,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from swarm.report.writer import write_report  # matplotlib loads here
+    from swarm.shell.report.writer import write_report  # matplotlib loads here
 
     run_dir = args.run_dir or _newest_run(Path("runs"))
     for path in write_report(run_dir):

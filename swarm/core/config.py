@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from swarm.errors import ConfigError
+from swarm.core.errors import ConfigError
 
 __all__ = [
     "MetricSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",

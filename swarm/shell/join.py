@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from swarm.errors import SwarmError
-from swarm.placement import VOLUNTEER_RESOURCE
+from swarm.core.errors import SwarmError
+from swarm.shell.placement import VOLUNTEER_RESOURCE
 
 __all__ = ["join_command", "join_env", "join"]
 

@@ -7,7 +7,7 @@ of the baseline and what the swarm has tried.
 
 from __future__ import annotations
 
-from swarm.proposers.base import ProposalContext
+from workers.proposers.base import ProposalContext
 
 __all__ = ["FORMAT_RULES", "system_prompt", "user_prompt", "retry_prompt"]
 

@@ -1,7 +1,6 @@
-"""What a run amounts to, computed from its replayed ledger. Pure: no git, no plotting, no I/O.
+"""A report's account of a run, from its replayed ledger. Pure: no git, no plotting, no I/O.
 
-`swarm status` shows the headline of a live run and `swarm report` writes all of it; both read
-the same numbers from here, so the two never disagree.
+The figures `swarm status` shows too come from `coordinator/figures.py`, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -11,43 +10,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.figures import Estimate, WorkerFigures, estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
 from coordinator.state import BestRecord, SwarmState, TrialRecord
-from swarm.policy import Direction, improvement, mean, pooled_spread
-from swarm.types import EVALUATED_STATUSES
+from swarm.core.stats import Direction, improvement, mean, pooled_spread
+from swarm.core.values import EVALUATED_STATUSES
 
-__all__ = ["Estimate", "WorkerFigures", "Change", "RunFacts", "run_facts", "estimate_of",
-           "gain_between", "session_spans", "gpu_hours", "worker_figures", "shorten"]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A commit's metric: the mean of its trusted runs and their standard deviation."""
-
-    mean: float | None
-    spread: float | None  # sample std of the runs; None with fewer than two
-    runs: int
-
-    def text(self) -> str:
-        if self.mean is None:
-            return "not measured"
-        spread = f" ± {self.spread:.6g}" if self.spread is not None else ""
-        return f"{self.mean:.6g}{spread} ({self.runs} run{'s' if self.runs != 1 else ''})"
-
-
-@dataclass(frozen=True)
-class WorkerFigures:
-    worker: str
-    node: str
-    trials: int  # evaluated: trials that ran an experiment
-    ok: int
-    failed: int  # crash, timeout, guard_failed, no_metric
-    busy_s: float  # from each trial's start to its finish
-    span_s: float  # from its first trial's start to its last trial's finish
-
-    @property
-    def per_hour(self) -> float:
-        return self.trials * 3600 / self.span_s if self.span_s > 0 else 0.0
+__all__ = ["Change", "RunFacts", "run_facts", "session_spans", "shorten"]
 
 
 @dataclass(frozen=True)
@@ -108,31 +77,6 @@ class RunFacts:
 
 
 
-def estimate_of(state: SwarmState, best: BestRecord | None) -> Estimate:
-    """Every trusted class's runs together for the mean (a headline figure); the spread is
-    pooled within classes, since the gap between two kinds of GPU is not noise."""
-    if best is None:
-        return Estimate(None, None, 0)
-    by_class = state.trusted_samples(best.tree)
-    runs = [m for class_runs in by_class.values() for m in class_runs]
-    if not runs:
-        return Estimate(None, None, 0)
-    return Estimate(mean(runs), pooled_spread(by_class.values()), len(runs))
-
-
-def gain_between(state: SwarmState, before: BestRecord, after: BestRecord, direction: Direction) -> float | None:
-    """How much better `after` measured than `before`, class by class as verdicts compare
-    (the mean over the classes both ran on); all runs together where they share none."""
-    old, new = state.trusted_samples(before.tree), state.trusted_samples(after.tree)
-    shared = [cls for cls in new if old.get(cls) and new[cls]]
-    if shared:
-        return mean([improvement(mean(new[c]), mean(old[c]), direction) for c in shared])
-    old_all, new_all = estimate_of(state, before), estimate_of(state, after)
-    if old_all.mean is None or new_all.mean is None:
-        return None
-    return improvement(new_all.mean, old_all.mean, direction)
-
-
 def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     """(start, last event) of every session: the time the swarm was actually running."""
     spans: list[list[float]] = []
@@ -144,15 +88,6 @@ def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     if not spans and events:
         spans = [[events[0]["ts"], events[-1]["ts"]]]
     return [(start, end) for start, end in spans]
-
-
-def gpu_hours(trials: list[TrialRecord], gpus_per_worker: float,
-              by_session: dict[str, float] | None = None) -> float:
-    """GPU time spent in experiments: each evaluated trial's seconds times its worker's GPUs,
-    as its session configured them (a resumed run may change them)."""
-    by_session = by_session or {}
-    return sum(t.seconds * by_session.get(t.session, gpus_per_worker)
-               for t in trials if t.status in EVALUATED_STATUSES) / 3600
 
 
 def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
@@ -185,30 +120,6 @@ def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
         tokens_out=sum(t.tokens_out for t in state.trials.values()),
         proposal_failures=state.proposal_failures, changes=changes,
         running_best=running_best(state, changes, spans[0][0] if spans else 0.0), total_gain=total)
-
-
-def worker_figures(finished: list[TrialRecord]) -> list[WorkerFigures]:
-    mine: dict[str, list[TrialRecord]] = defaultdict(list)
-    for trial in finished:
-        if trial.status in EVALUATED_STATUSES:
-            mine[trial.worker].append(trial)
-    figures = []
-    for worker, trials in sorted(mine.items()):
-        ok = sum(1 for t in trials if t.status == "ok")
-        nodes = sorted({t.node for t in trials if t.node})
-        figures.append(WorkerFigures(worker, ", ".join(nodes), len(trials), ok, len(trials) - ok,
-                                     sum(t.finished - t.started for t in trials), _span(trials)))
-    return figures
-
-
-def _span(trials: list[TrialRecord]) -> float:
-    """A worker's time from its first trial to its last, session by session: a resumed run
-    reuses worker ids, and the days between sessions are not the worker's."""
-    by_session: dict[str, list[TrialRecord]] = defaultdict(list)
-    for trial in trials:
-        by_session[trial.session].append(trial)
-    return sum(max(t.finished for t in group) - min(t.started for t in group)
-               for group in by_session.values())
 
 
 def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:

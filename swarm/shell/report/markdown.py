@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from swarm.report.facts import Change, RunFacts
+from swarm.shell.report.facts import Change, RunFacts
 
 __all__ = ["render_report", "MAX_DIFF_LINES"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from swarm.config import ProposerSpec
-from swarm.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
+from swarm.core.config import ProposerSpec
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 
 __all__ = ["Proposal", "ProposalContext", "ProposalFailure", "Proposer", "make_proposer"]
 
@@ -11,12 +11,12 @@ __all__ = ["Proposal", "ProposalContext", "ProposalFailure", "Proposer", "make_p
 def make_proposer(spec: ProposerSpec, seed: int | None) -> Proposer:
     """The proposer a config names; `seed` differs per worker so workers explore differently."""
     if spec.kind == "mutate":
-        from swarm.proposers.mutate import MutateProposer
+        from workers.proposers.mutate import MutateProposer
         return MutateProposer(seed=seed)
     if spec.kind == "llm":
-        from swarm.proposers.llm import LLMProposer
+        from workers.proposers.llm import LLMProposer
         return LLMProposer(spec)
     if spec.kind == "agent":
-        from swarm.proposers.agent import AgentProposer
+        from workers.proposers.agent import AgentProposer
         return AgentProposer(spec)
     raise ValueError(f"proposer.kind {spec.kind!r} is not available")

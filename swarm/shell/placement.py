@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.config import WorkersSpec
+from swarm.core.config import WorkersSpec
 
 __all__ = ["Node", "VOLUNTEER_RESOURCE", "VOLUNTEER_LABEL", "node_from_ray", "slots", "wanted", "plan"]
 

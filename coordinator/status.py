@@ -7,14 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from coordinator.figures import estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
 from coordinator.state import SwarmState
-from swarm.config import SwarmConfig
-from swarm.errors import RunDirError
-from swarm.ledger import read_events
-from swarm.policy import mean, pooled_spread
-from swarm.report.facts import estimate_of, gain_between, gpu_hours, worker_figures
-from swarm.types import EVALUATED_STATUSES
+from swarm.core.config import SwarmConfig
+from swarm.core.errors import RunDirError
+from swarm.core.ledger import read_events
+from swarm.core.stats import mean, pooled_spread
+from swarm.core.values import EVALUATED_STATUSES
 
 __all__ = ["summarize", "load_status", "replay_run"]
 

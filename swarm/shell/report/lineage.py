@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from coordinator.state import TrialRecord
-from swarm.report.facts import RunFacts, shorten
+from swarm.shell.report.facts import RunFacts, shorten
 
 __all__ = ["Lineage", "lineage_of", "draw_lineage"]
 

@@ -1,0 +1,1 @@
+"""The foundation every part stands on: config, values, events, ledger, statistics, scope, git."""
