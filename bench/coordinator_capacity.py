@@ -18,8 +18,8 @@
    a long run leaves them, loose). In each, a worker's `Workspace` proposes candidates that the
    coordinator accepts; timed: the worker's `Workspace.bundle`, and inside `Coordinator.report`
    the real `gitops` calls (fetch the bundle, set the trial ref, re-check scope, commit onto
-   swarm/best) and `_sync_refs`; then the merge of a stale winner as `_rebase` does it
-   (`gitops.cherry_pick` onto the new best, `commit_tree`, `set_ref`). Medians of the
+   swarm/best) and `Pool.show_best`; then the replay of a stale winner (`Pool.replay`:
+   `gitops.cherry_pick` onto the new best, `commit_tree`, `set_ref`). Medians of the
    candidates, and the ratio between the two repositories.
 
     .venv/bin/python bench/coordinator_capacity.py             # 16, 256, 1,024 workers x 60 s; 10,000 refs
@@ -32,8 +32,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import pstats
 import platform
+import pstats
 import random
 import re
 import subprocess
@@ -55,10 +55,10 @@ sys.path.insert(0, str(ROOT))
 from coordinator.service import Coordinator  # noqa: E402
 from swarm.core import gitops  # noqa: E402
 from swarm.core.config import SwarmConfig, load_config  # noqa: E402
-from swarm.core.values import CandidateInfo, TrialOutcome  # noqa: E402
+from swarm.core.values import CandidateInfo, TrialOutcome, WorkerSite  # noqa: E402
 from workers.workspace import Workspace  # noqa: E402
 
-HARDWARE = {"hardware": "cpu:bench"}
+HARDWARE = WorkerSite(hardware="cpu:bench")
 CALLS = ("next_work", "begin_candidate", "report")
 
 
@@ -114,9 +114,10 @@ def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: th
             text = _new_score(space.read_text("train.py"), a)
             commit, tree = space.commit_on(unit.commit, {"train.py": text}, f"A = {a}")
             bundle = space.bundle(commit, unit.commit)
-        trial, refusal = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"A = {a}"))
-        if refusal:
+        admission = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"A = {a}"))
+        if admission.refusal:
             continue
+        trial = admission.trial_id
         score = (a - 3.0) ** 2 + 4.6 + rng.gauss(0.0, 0.02)  # the quadratic with B, C, sgd as given
         timed.call("report", TrialOutcome(trial, worker, "ok", score, seconds=0.0, hardware="cpu:bench",
                                           log="---\n", bundle=bundle))
@@ -170,7 +171,8 @@ def measure(workers: int, seconds: float) -> Row:
         state = coordinator.state
         row = Row(workers, wall, len(state.trials), len(state.history) - 1, dict(timed.seconds),
                   dict(timed.seen), deep_size(state),
-                  deep_size([coordinator.live, coordinator.placement, state.refusal_streak, state.refused_at]),
+                  deep_size([coordinator.roster.live, coordinator.roster.placement, state.refusal_streak,
+                             state.refused_at]),
                   rss_growth, (Path(tmp) / "run" / "ledger.jsonl").stat().st_size)
         coordinator.close()
     return row
@@ -271,8 +273,8 @@ class RefsRun:
     def __init__(self, tmp: Path, refs: int) -> None:
         self.coordinator = Coordinator(_config(1, baseline_runs=1, confirm_runs=0), tmp / "run", "bench", resume=False)
         self.base = self.coordinator.state.best.commit
-        add_trial_refs(Path(self.coordinator.repo.working_dir), self.base, refs)
-        self.refs = len(self.coordinator.repo.git.for_each_ref("refs/swarm/trials/").splitlines())
+        add_trial_refs(Path(self.coordinator.pool.repo.working_dir), self.base, refs)
+        self.refs = len(self.coordinator.pool.repo.git.for_each_ref("refs/swarm/trials/").splitlines())
         self.space = Workspace(tmp / "worker")
         self.have: str | None = None
         self.score = 5.0
@@ -301,12 +303,13 @@ class RefsRun:
         started = time.perf_counter()
         bundle = self.space.bundle(commit, unit.commit)
         self.seconds["Workspace.bundle"].append(time.perf_counter() - started)
-        trial, refusal = self.coordinator.begin_candidate(CandidateInfo("w0", unit.commit, commit, tree, f"A = {value}"))
-        assert refusal is None, refusal
+        admission = self.coordinator.begin_candidate(CandidateInfo("w0", unit.commit, commit, tree, f"A = {value}"))
+        assert admission.refusal is None and admission.trial_id, admission
+        trial = admission.trial_id
         self.score -= 0.5  # far beyond any noise: accepted at once (confirm_runs 0)
         before = len(self.coordinator.state.history)
         with stopwatch(gitops, ["read_bundle", "set_ref", "changed_paths", "commit_tree"], self.seconds, _gitops_key), \
-                stopwatch(self.coordinator, ["_sync_refs"], self.seconds):
+                stopwatch(self.coordinator.pool, ["show_best"], self.seconds):
             started = time.perf_counter()
             self.coordinator.report(TrialOutcome(trial, "w0", "ok", self.score, seconds=0.0,
                                                  hardware="cpu:bench", log="---\n", bundle=bundle))
@@ -315,17 +318,16 @@ class RefsRun:
         return unit.commit, commit
 
     def merge_stale(self, parent: str, value: float) -> None:
-        """A winner proposed on an older best, merged onto today's best as `_rebase` does it."""
+        """A winner proposed on an older best, replayed onto today's best as the coordinator does it."""
         self.space.start_proposal(parent)
         text = re.sub(r"^B = .*$", f"B = {value}", self.space.read_text("train.py"), flags=re.M)
         commit, _ = self.space.commit_on(parent, {"train.py": text}, f"B = {value}")
-        gitops.read_bundle(self.coordinator.repo, self.space.bundle(commit, parent))
-        best = self.coordinator.state.best.commit
+        pool = self.coordinator.pool
+        gitops.read_bundle(pool.repo, self.space.bundle(commit, parent))
+        best = self.coordinator.state.current_best.commit
         started = time.perf_counter()
-        tree = gitops.cherry_pick(self.coordinator._merge_worktree, commit, best)
-        assert tree is not None, "the stale winner conflicts"
-        rebased = gitops.commit_tree(self.coordinator.repo, tree, best, f"B = {value}")
-        gitops.set_ref(self.coordinator.repo, f"refs/swarm/rebased/bench-{value}", rebased)
+        replayed = pool.replay(commit, best, f"B = {value}", f"refs/swarm/rebased/bench-{value}")
+        assert not replayed.conflicted, "the stale winner conflicts"
         self.seconds["stale merge: cherry_pick + commit_tree + set_ref"].append(time.perf_counter() - started)
 
 
@@ -335,9 +337,9 @@ REFS_STEPS = [  # (label in the table, key in RefsRun.seconds)
     ("coordinator: set the trial ref (gitops.set_ref)", "set_ref trials"),
     ("coordinator: re-check scope (gitops.changed_paths)", "changed_paths"),
     ("coordinator: accepted commit onto swarm/best (gitops.commit_tree)", "commit_tree"),
-    ("coordinator: move swarm/best, reset (Coordinator._sync_refs)", "_sync_refs"),
+    ("coordinator: move swarm/best, reset (Pool.show_best)", "show_best"),
     ("coordinator: whole report of an accepted candidate (Coordinator.report)", "Coordinator.report"),
-    ("coordinator: stale winner onto best (cherry_pick + commit_tree + set_ref)",
+    ("coordinator: stale winner onto best (Pool.replay: cherry_pick + commit_tree + set_ref)",
      "stale merge: cherry_pick + commit_tree + set_ref"),
     ("coordinator: next_work (sends the new best as a bundle)", "next_work"),
 ]
@@ -411,7 +413,7 @@ def print_report_profile(workers: int, seconds: float) -> None:
     stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, ..., tottime, cumtime, ...)
     total = sum(cum for (_f, _l, name), (*_, cum, _callers) in stats.items() if name == "report")
     parts = {"git processes (git.cmd execute)": ("cmd.py", "execute"),
-             "results.tsv (Coordinator._write_results)": ("service.py", "_write_results"),
+             "results.tsv (RunDirectory.write_results)": ("rundir.py", "write_results"),
              "ledger (Coordinator._record)": ("service.py", "_record")}
     print(f"## where Coordinator.report spends its time: {workers} workers, {row.results} reports\n")
     print("| part | seconds | share |\n|---|---|---|")

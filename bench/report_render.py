@@ -59,11 +59,11 @@ def main() -> None:
             png_kb = (run_dir / "progress.png").stat().st_size / 1024
             rows.append((trials, ledger_kb, report_s, status_s, png_kb))
     base = rows[0][2]
-    print("\n| trials | ledger KiB | swarm report s | ratio to 10 trials | swarm status s | progress.png KiB |")
+    print("\n| trials | ledger KiB | swarm report s | ratio to 10 trials | swarm status ms | progress.png KiB |")
     print("|---|---|---|---|---|---|")
     for trials, ledger_kb, report_s, status_s, png_kb in rows:
         print(f"| {trials:,} | {ledger_kb:,.0f} | {report_s:.2f} | {report_s / base:.2f}x "
-              f"| {status_s:.3f} | {png_kb:,.0f} |")
+              f"| {1000 * status_s:.2f} | {png_kb:,.0f} |")
 
 
 def _made(scratch: Path, trials: int) -> Path:

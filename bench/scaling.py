@@ -32,8 +32,8 @@ from pathlib import Path
 import ray
 
 from swarm.core.config import load_config
-from swarm.shell.driver import RunOptions, run_swarm
 from swarm.core.values import EVALUATED_STATUSES
+from swarm.shell.driver import RunOptions, run_swarm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def measure(workers: int, budget_s: float, warmup_s: float, window_s: float, scr
                and start <= e["ts"] < end)
     return {"workers": workers, "trials": done, "per_hour": done * 3600 / window_s,
             "duty": _time_in_trials(events, start, end) / (workers * window_s),
-            "report_ms": status["report_ms"]}
+            "report_ms": status.report_latency}
 
 
 def _time_in_trials(events: list[dict], start: float, end: float) -> float:
@@ -97,7 +97,7 @@ def main() -> None:
         ms = row["report_ms"]
         print(f"| {row['workers']} | {row['trials']} | {row['per_hour']:.0f} | {ratio:.2f}x "
               f"| {row['workers']}x | {ratio / row['workers']:.0%} | {row['duty']:.0%} "
-              f"| {ms['median']:.1f}, {ms['p90']:.1f} |")
+              f"| {ms.median_ms:.1f}, {ms.p90_ms:.1f} |")
 
 
 if __name__ == "__main__":

@@ -72,9 +72,9 @@ from typing import Any
 import ray
 
 from swarm.core.config import SwarmConfig, load_config
+from swarm.core.values import EVALUATED_STATUSES
 from swarm.shell.driver import RunOptions, run_swarm
 from workers.proposers.mutate import Tunable, apply_value, find_tunables, perturb
-from swarm.core.values import EVALUATED_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ("swarm", "sequential", "best-of-N", "TPE", "PBT")

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import ray
 
 from coordinator.service import Coordinator
+from coordinator.status import RunStatus
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import SwarmError
-from swarm.core.values import CandidateInfo, TrialOutcome, WorkUnit
+from swarm.core.values import (
+    Admission,
+    CandidateInfo,
+    Cost,
+    Placement,
+    TrialOutcome,
+    WorkerSite,
+    WorkUnit,
+)
 
 __all__ = ["CoordinatorActor"]
 
@@ -34,14 +42,13 @@ class CoordinatorActor:
         """None when the run is open; otherwise why it could not be opened."""
         return self._error
 
-    def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]:
-        return self._service.hello(worker_id, where)
+    def hello(self, worker_id: str, site: WorkerSite) -> dict[str, str]:
+        return self._service.hello(worker_id, site)
 
-    def next_work(self, worker_id: str, have: str | None,
-                  where: dict[str, Any] | None = None) -> WorkUnit:
-        return self._service.next_work(worker_id, have, where)
+    def next_work(self, worker_id: str, have: str | None, site: WorkerSite | None = None) -> WorkUnit:
+        return self._service.next_work(worker_id, have, site)
 
-    def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]:
+    def begin_candidate(self, info: CandidateInfo) -> Admission:
         return self._service.begin_candidate(info)
 
     def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]:
@@ -50,8 +57,8 @@ class CoordinatorActor:
     def report(self, outcome: TrialOutcome) -> None:
         self._service.report(outcome)
 
-    def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None:
-        self._service.proposal_failed(worker_id, reason, cost_usd)
+    def proposal_failed(self, worker_id: str, reason: str, cost: Cost = Cost()) -> None:
+        self._service.proposal_failed(worker_id, reason, cost)
 
     def worker_lost(self, worker_id: str, reason: str) -> None:
         self._service.worker_lost(worker_id, reason)
@@ -59,20 +66,20 @@ class CoordinatorActor:
     def request_stop(self) -> None:
         self._service.request_stop()
 
-    def place(self, worker_id: str, where: dict[str, Any]) -> None:
-        self._service.place(worker_id, where)
+    def place(self, worker_id: str, placement: Placement) -> None:
+        self._service.place(worker_id, placement)
 
-    def set_live(self, workers: list[str] | dict[str, dict[str, Any]]) -> None:
-        self._service.set_live(workers)
+    def set_live(self, placements: dict[str, Placement]) -> None:
+        self._service.set_live(placements)
 
     def node_id(self) -> str:
         """The node it runs on (the head, where the run directory is)."""
-        return ray.get_runtime_context().get_node_id()
+        return str(ray.get_runtime_context().get_node_id())
 
     def driver_silence_s(self) -> float:
         return self._service.driver_silence_s()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RunStatus:
         return self._service.status()
 
 

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import get_args
+from typing import Literal, get_args
 
 from coordinator.state import SwarmState, TrialRecord
 from swarm.core.config import AcceptanceSpec, StopSpec
 from swarm.core.stats import Direction, improvement, margin, mean, pooled_spread
-from swarm.core.values import TrialOutcome, TrialStatus
+from swarm.core.values import CandidateInfo, TrialDigest, TrialKind, TrialOutcome, TrialStatus, Verdict
 
 __all__ = [
     "Assignment", "Judgement", "assign", "next_judgement", "budget_spent", "stop_reason",
-    "recent_trials", "checked_status",
+    "recent_trials", "checked_status", "is_duplicate", "counted_runs", "orphaned_trials",
+    "earlier_announcement",
 ]
 
 
 @dataclass(frozen=True)
 class Assignment:
-    action: str  # evaluate | propose | wait | stop
-    kind: str | None = None  # for evaluate: baseline | candidate | confirm
+    action: Literal["evaluate", "propose", "wait", "stop"]
+    kind: TrialKind | None = None  # for evaluate
     commit: str = ""
     tree: str = ""
     parent: str = ""
@@ -40,8 +41,11 @@ BASELINE_RETRIES = 2
 
 @dataclass(frozen=True)
 class Judgement:
+    """A verdict and the numbers it rests on. `rebased` means "to be replayed onto best": the
+    coordinator records it as such, or as stale_conflict or discard when the replay says so."""
+
     trial: str
-    verdict: str  # promising | discard | accept | unconfirmed | rebase
+    verdict: Verdict
     reference: float
     required: float
     improvement: float
@@ -72,24 +76,27 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
             or _rebased_winner(state))
     if owed or winding_down:
         return owed or Assignment("stop")
-    return _backoff(state, worker, now) or Assignment("propose", commit=state.best.commit,
-                                                      parent=state.best.commit)
+    best = state.current_best.commit
+    return _backoff(state, worker, now) or Assignment("propose", commit=best, parent=best)
 
 
 def _judgements_wait_for(state: SwarmState, hardware: str) -> bool:
     """Some finished run on this class cannot be judged until best's baselines on it are in."""
-    return any(state.trials[t].parent == state.best.commit
-               and any(r.hardware == hardware for r in _runs_of(state, t))
+    return any(state.trials[t].parent == state.current_best.commit
+               and any(r.hardware == hardware for r in counted_runs(state, t))
                for t in [*state.unjudged, *state.awaiting])
 
 
-def _runs_of(state: SwarmState, trial_id: str) -> list[TrialRecord]:
-    """A candidate's finished runs that count: its own and its confirmations. A volunteer's
-    own run only screened it; its verdict rests on the confirmations of trusted workers."""
+def counted_runs(state: SwarmState, trial_id: str) -> list[TrialRecord]:
+    """A candidate's finished ok runs that count: its own and its confirmations. A volunteer's
+    own run only screened it: once trusted workers re-ran it, their runs alone count (and are
+    what its best commit's Swarm-Metric says)."""
     trial = state.trials[trial_id]
     confirmations = [r for r in state.confirmations(trial_id) if r.status == "ok"]
-    if trial.volunteer and trial.id in state.awaiting:
+    if trial.volunteer and confirmations:
         return confirmations
+    if trial.volunteer and trial.id in state.awaiting:
+        return []
     return [trial] + confirmations
 
 
@@ -118,7 +125,7 @@ def _confirmation(state: SwarmState, worker: str, trusted_live: set[str],
                   confirm_runs: int) -> Assignment | None:
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
-        if trial.parent != state.best.commit:
+        if trial.parent != state.current_best.commit:
             continue  # best moved: it will be rebased and re-run instead (see next_judgement)
         runs = state.confirmations(trial_id)
         busy = {trial.worker} | {run.worker for run in runs}
@@ -134,13 +141,13 @@ def _rebased_winner(state: SwarmState) -> Assignment | None:
     if not state.rebase_queue:
         return None
     # The largest step first: it is the one the others should be rebased onto.
-    pick = max(state.rebase_queue, key=lambda r: state.trials[r["of"]].gain or 0.0)
-    return Assignment("evaluate", "candidate", pick["commit"], pick["tree"], pick["parent"],
-                      of=pick["of"], hypothesis=pick["hypothesis"])
+    pick = max(state.rebase_queue, key=lambda r: state.trials[r.of].gain or 0.0)
+    return Assignment("evaluate", "candidate", pick.commit, pick.tree, pick.parent,
+                      of=pick.of, hypothesis=pick.hypothesis)
 
 
 def _baseline(state: SwarmState, wanted: int, hardware: str) -> Assignment | None:
-    best = state.best
+    best = state.current_best
     running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit, hardware))
     if (len(state.best_samples(hardware)) + running >= wanted
             or _baselines_given_up(state, wanted, hardware)):
@@ -155,7 +162,7 @@ def _is_baseline_of(trial: TrialRecord, commit: str, hardware: str) -> bool:
 
 def _baselines_given_up(state: SwarmState, wanted: int, hardware: str) -> bool:
     """Best's baselines on this class failed so often that re-running it more would never end."""
-    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.best.commit, hardware)
+    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.current_best.commit, hardware)
                 and t.status not in (None, "lost"))
     return tried >= wanted + BASELINE_RETRIES
 
@@ -168,8 +175,8 @@ def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
     """
     found = [j for j in _candidate_judgements(state, acceptance, direction)
              + _confirmation_judgements(state, acceptance, direction)
-             if j and not (j.verdict == "accept" and _larger_step_running(state, j))]
-    accepts = [j for j in found if j.verdict == "accept"]
+             if j and not (j.verdict == "accepted" and _larger_step_running(state, j))]
+    accepts = [j for j in found if j.verdict == "accepted"]
     if accepts:
         return max(accepts, key=lambda j: j.improvement)
     return min(found, key=lambda j: j.trial, default=None)
@@ -202,7 +209,7 @@ def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,
         trial = state.trials[trial_id]
         confirmed = confirmations_wanted(trial, acceptance.confirm_runs) > 0
         found.append(_judge(state, trial, [trial], direction, acceptance,
-                            success="promising" if confirmed else "accept"))
+                            success="promising" if confirmed else "accepted"))
     return found
 
 
@@ -212,7 +219,7 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
         runs = state.confirmations(trial_id)
-        stale = trial.parent != state.best.commit  # judge now on the runs it has, then rebase
+        stale = trial.parent != state.current_best.commit  # judge now on the runs it has, then rebase
         wanted = confirmations_wanted(trial, acceptance.confirm_runs)
         if any(r.status is None for r in runs) or (len(runs) < wanted and not stale):
             continue
@@ -224,17 +231,18 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
             continue
         # A stale volunteer winner nobody trusted re-ran yet goes on its screening run: at
         # most it is rebased and re-run, which its volunteer flag makes confirmed again.
-        counted = _runs_of(state, trial_id) or [trial]
-        found.append(_judge(state, trial, counted, direction, acceptance, success="accept",
+        counted = counted_runs(state, trial_id) or [trial]
+        found.append(_judge(state, trial, counted, direction, acceptance, success="accepted",
                             failure="unconfirmed"))
     return found
 
 
 def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direction: Direction,
-           acceptance: AcceptanceSpec, success: str, failure: str = "discard") -> Judgement | None:
+           acceptance: AcceptanceSpec, success: Verdict,
+           failure: Verdict = "discard") -> Judgement | None:
     """Each run is compared with the parent's runs on its own class of hardware; the verdict
     is on the mean gain, against the noise of those classes."""
-    on_best = trial.parent == state.best.commit
+    on_best = trial.parent == state.current_best.commit
     # Judge against best only once its noise baselines are in (the margin depends on them);
     # an older parent gets no more runs, so what it has must do.
     wanted = acceptance.baseline_runs if on_best else 1
@@ -249,6 +257,7 @@ def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direc
             if not reference:
                 continue  # no class-mate ever measured the parent: this run cannot count
         references.append(mean(reference))
+        assert run.metric is not None, "only ok runs, which have a metric, are judged"
         gains.append(improvement(run.metric, references[-1], direction))
         classes.add(run.hardware)
     if not gains:
@@ -258,8 +267,8 @@ def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direc
     gain = mean(gains)
     verdict = success if gain > required else failure
     # A winner whose parent is no longer best must be re-based and re-run before it counts.
-    if verdict in ("accept", "promising") and not on_best:
-        verdict = "rebase"
+    if verdict in ("accepted", "promising") and not on_best:
+        verdict = "rebased"
     return Judgement(trial.id, verdict, references[0], required, gain, len(gains))
 
 
@@ -280,8 +289,8 @@ def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
     """Why no new proposal should start (owed confirmations still run), or None."""
     if stop.max_trials is not None and state.evaluations >= stop.max_trials:
         return f"max_trials reached ({stop.max_trials})"
-    if stop.max_cost_usd is not None and state.cost_usd >= stop.max_cost_usd:
-        return f"max_cost_usd reached (${state.cost_usd:.4f} of ${stop.max_cost_usd:g})"
+    if stop.max_cost_usd is not None and state.cost.usd >= stop.max_cost_usd:
+        return f"max_cost_usd reached (${state.cost.usd:.4f} of ${stop.max_cost_usd:g})"
     return None
 
 
@@ -302,22 +311,44 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
     return None
 
 
-def recent_trials(state: SwarmState, limit: int = 20) -> list[dict]:
+def recent_trials(state: SwarmState, limit: int = 20) -> tuple[TrialDigest, ...]:
     """The latest candidates of every worker, for proposers to learn from: finished ones, then
     those running now (status "running"), so nobody proposes what another worker is trying."""
     candidates = [t for t in state.trials.values() if t.kind == "candidate"]
     finished = [t for t in candidates if t.status]
     running = [t for t in candidates if t.id in state.inflight]
     newest = (finished + running)[-limit:] if limit > 0 else []
-    return [{"trial": t.id, "worker": t.worker, "hypothesis": t.hypothesis,
-             "status": t.status or "running", "metric": t.metric, "verdict": t.verdict} for t in newest]
+    return tuple(TrialDigest(t.id, t.worker, t.hypothesis, t.status or "running", t.metric, t.verdict)
+                 for t in newest)
+
+
+def is_duplicate(state: SwarmState, parent: str, tree: str) -> bool:
+    """The same change was tried on this parent already, or it changes nothing."""
+    return tree in state.tried.get(parent, ()) or tree == state.tree_of.get(parent)
+
+
+def earlier_announcement(state: SwarmState, info: CandidateInfo, session: str) -> TrialRecord | None:
+    """The trial this announcement already started, when it is a retry (a coordinator that
+    restarted mid-call answered nothing): the worker's last trial of the session, on the same
+    parent and tree, still running or refused as a duplicate."""
+    mine = [t for t in state.trials.values() if t.worker == info.worker_id and t.session == session]
+    last = mine[-1] if mine else None
+    if last and (last.kind, last.parent, last.tree) == ("candidate", info.parent, info.tree) \
+            and last.status in (None, "duplicate"):
+        return last
+    return None
+
+
+def orphaned_trials(state: SwarmState, session: str) -> list[str]:
+    """Trials in flight from an earlier session: its workers are gone and will never report."""
+    return [t for t in state.inflight if state.trials[t].session != session]
 
 
 # What a worker may report; duplicate and stale_conflict are the coordinator's own findings.
 _REPORTABLE = frozenset(get_args(TrialStatus)) - {"duplicate", "stale_conflict"}
 
 
-def checked_status(outcome: TrialOutcome) -> tuple[str, str]:
+def checked_status(outcome: TrialOutcome) -> tuple[TrialStatus, str]:
     """The worker's status and reason, unless the report contradicts itself (workers are not
     trusted to be bug-free, and a volunteer's even less)."""
     if outcome.status not in _REPORTABLE:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from coordinator.state import SwarmState, TrialRecord
 
-__all__ = ["result_status", "results_rows", "write_results", "ResultsFile"]
+__all__ = ["result_status", "ResultsFile"]
 
-_VERDICT_STATUS = {"accepted": "keep", "discard": "discard", "unconfirmed": "unconfirmed",
+_VERDICT_STATUS: dict[str, str] = {"accepted": "keep", "discard": "discard", "unconfirmed": "unconfirmed",
                    "rebased": "rebased", "stale_conflict": "stale_conflict", "promising": "pending"}
 
 
@@ -22,10 +22,6 @@ def result_status(trial: TrialRecord) -> str:
     return _VERDICT_STATUS.get(trial.verdict or "", "pending")
 
 
-def results_rows(state: SwarmState, metric_name: str) -> list[list[str]]:
-    return [_header(metric_name)] + [_row(t) for t in state.trials.values() if t.status is not None]
-
-
 def _header(metric_name: str) -> list[str]:
     # autoresearch's five columns first and in its order, so its scripts read this file as is.
     return ["commit", metric_name, "memory_gb", "status", "description", "trial", "worker", "cost_usd"]
@@ -35,7 +31,7 @@ def _row(trial: TrialRecord) -> list[str]:
     metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
     memory = _memory_mb(trial.metrics) / 1024
     return [trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
-            _description(trial), trial.id, trial.worker, f"{trial.cost_usd:.6f}"]
+            _description(trial), trial.id, trial.worker, f"{trial.cost.usd:.6f}"]
 
 
 class ResultsFile:
@@ -46,14 +42,14 @@ class ResultsFile:
     def __init__(self, path: Path, metric_name: str) -> None:
         self.path = path
         self.header = _line(_header(metric_name))
-        self.lines: dict[str, tuple[tuple, str]] = {}  # trial -> (what its line shows, the line)
+        self.lines: dict[str, tuple[tuple[object, ...], str]] = {}  # trial -> (what its line shows, the line)
 
     def write(self, state: SwarmState) -> None:
         lines = [self.header]
         for trial in state.trials.values():
             if trial.status is None:
                 continue
-            shown = (trial.status, trial.verdict, trial.metric, trial.cost_usd)
+            shown = (trial.status, trial.verdict, trial.metric, trial.cost.usd)
             cached = self.lines.get(trial.id)
             if cached is None or cached[0] != shown:
                 cached = self.lines[trial.id] = (shown, _line(_row(trial)))
@@ -64,10 +60,6 @@ class ResultsFile:
 def _memory_mb(metrics: dict[str, float]) -> float:
     """GPU memory where the experiment reports it, else its peak RSS (a CPU target's memory)."""
     return metrics.get("peak_vram_mb") or metrics.get("peak_rss_mb") or 0.0
-
-
-def write_results(path: Path, rows: list[list[str]]) -> None:
-    _replace(path, "".join(_line(row) for row in rows))
 
 
 def _replace(path: Path, text: str) -> None:

@@ -6,12 +6,23 @@ ledger first and applies it second, so replaying the ledger after a crash gives 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarm.core.values import EVALUATED_STATUSES
+from swarm.core.events import (
+    Judged,
+    LedgerEvent,
+    ProposalFailed,
+    RunStarted,
+    SessionStarted,
+    TrialFinished,
+    TrialStarted,
+)
+from swarm.core.values import EVALUATED_STATUSES, Cost, TrialKind, TrialStatus, Verdict
 
-__all__ = ["TrialRecord", "BestRecord", "SwarmState", "trial_name", "VOLUNTEER_CLASS"]
+__all__ = ["TrialRecord", "BestRecord", "RebasedWinner", "RunInfo", "FailureNote", "SwarmState",
+           "trial_name", "replay", "VOLUNTEER_CLASS"]
 
 # The hardware class of a volunteer's runs starts with this: they are compared only with runs
 # of the same volunteer class (to screen its candidates), never with a trusted worker's.
@@ -26,7 +37,7 @@ def trial_name(number: int) -> str:
 @dataclass
 class TrialRecord:
     id: str
-    kind: str  # baseline | candidate | confirm
+    kind: TrialKind
     worker: str
     commit: str
     tree: str
@@ -34,22 +45,27 @@ class TrialRecord:
     session: str
     of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
     hypothesis: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    status: str | None = None  # None while in flight
+    cost: Cost = Cost()
+    status: TrialStatus | None = None  # None while in flight
     metric: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     hardware: str = ""  # the class of machine it ran on: metrics compare within a class
     volunteer: bool = False  # a volunteer's candidate: accepted only once a trusted worker re-ran it
     reason: str = ""
-    verdict: str | None = None  # promising | discard | accepted | unconfirmed | rebased | stale_conflict
+    verdict: Verdict | None = None
     gain: float | None = None  # the verdict's improvement over its parent (positive: better)
     node: str = ""  # the Ray node (or host) it ran on, as the coordinator was told
     started: float = 0.0  # ledger timestamps: when it was assigned, finished, judged
     finished: float = 0.0
     decided: float = 0.0
+
+    @classmethod
+    def from_event(cls, event: TrialStarted) -> TrialRecord:
+        return cls(id=event.trial, kind=event.kind, worker=event.worker, commit=event.commit,
+                   tree=event.tree, parent=event.parent, session=event.session, of=event.of,
+                   hypothesis=event.hypothesis, cost=event.cost, hardware=event.hardware,
+                   volunteer=event.volunteer, node=event.node, started=event.ts)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,34 @@ class BestRecord:
     tree: str
     trial: str | None  # None for the target as it was given
     hypothesis: str
+
+
+@dataclass(frozen=True)
+class RebasedWinner:
+    """A stale winner replayed onto a newer best, owed a run there before it can count."""
+
+    commit: str
+    tree: str
+    parent: str  # the best it was replayed onto
+    of: str  # the stale winner's trial
+    hypothesis: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the run was started with (its first event)."""
+
+    commit: str
+    tree: str
+    readonly_hashes: dict[str, str]
+    config: dict[str, Any]  # as recorded: the config is validated where it is used
+
+
+@dataclass(frozen=True)
+class FailureNote:
+    worker: str
+    reason: str
+    ts: float
 
 
 @dataclass
@@ -74,106 +118,116 @@ class SwarmState:
     inflight: dict[str, str] = field(default_factory=dict)  # trial -> worker
     unjudged: set[str] = field(default_factory=set)  # finished ok candidates without a verdict
     awaiting: list[str] = field(default_factory=list)  # promising trials waiting for confirmation
-    rebase_queue: list[dict[str, Any]] = field(default_factory=list)  # clean picks to evaluate
+    rebase_queue: list[RebasedWinner] = field(default_factory=list)  # clean picks to evaluate
     tried: dict[str, set[str]] = field(default_factory=dict)  # parent -> trees tried on it
     sessions: list[str] = field(default_factory=list)
+    session_starts: dict[str, float] = field(default_factory=dict)  # session -> when it started
     session_gpus: dict[str, float] = field(default_factory=dict)  # session -> GPUs per worker
-    run_info: dict[str, Any] = field(default_factory=dict)
+    run_info: RunInfo | None = None
     evaluations: int = 0  # trials that ran or will run an experiment
     proposal_failures: int = 0
-    last_proposal_failure: dict[str, Any] | None = None  # a provider that stays down shows here
+    last_proposal_failure: FailureNote | None = None  # a provider that stays down shows here
     # Proposals refused (failed, duplicate, out of scope) since the last evaluation: a proposer
     # that only ever fails must back off and, in the end, stop the run instead of spinning.
     refusal_streak: dict[str, int] = field(default_factory=dict)  # per worker
     refused_at: dict[str, float] = field(default_factory=dict)  # per worker: the last refusal
     refusals_in_a_row: int = 0  # swarm-wide
     last_refusal: str = ""
-    cost_usd: float = 0.0
+    cost: Cost = Cost()  # every proposal's, failed ones included
+    last_event_ts: float = 0.0
 
-    def apply(self, event: dict[str, Any]) -> None:
-        handler = getattr(self, "_on_" + event["event"], None)
-        if handler is None:
-            raise ValueError(f"unknown ledger event {event['event']!r}")
-        handler(event)
+    def apply(self, event: LedgerEvent) -> None:
+        match event:
+            case RunStarted():
+                self._on_run_started(event)
+            case SessionStarted():
+                self._on_session_started(event)
+            case TrialStarted():
+                self._on_trial_started(event)
+            case TrialFinished():
+                self._on_trial_finished(event)
+            case Judged():
+                self._on_verdict(event)
+            case ProposalFailed():
+                self._on_proposal_failed(event)
+        self.last_event_ts = event.ts
 
     # -- events ---------------------------------------------------------------------------
 
-    def _on_run_started(self, event: dict[str, Any]) -> None:
-        self.run_info = {k: v for k, v in event.items() if k not in ("event", "ts")}
-        self.initial = BestRecord(event["commit"], event["tree"], None, "the target as given")
+    def _on_run_started(self, event: RunStarted) -> None:
+        self.run_info = RunInfo(event.commit, event.tree, event.readonly_hashes, event.config)
+        self.initial = BestRecord(event.commit, event.tree, None, "the target as given")
         self._set_best(self.initial)
 
-    def _on_session_started(self, event: dict[str, Any]) -> None:
-        self.sessions.append(event["session"])
-        if "gpus_per_worker" in event:  # a resumed run may change it; GPU-hours follow
-            self.session_gpus[event["session"]] = event["gpus_per_worker"]
+    def _on_session_started(self, event: SessionStarted) -> None:
+        self.sessions.append(event.session)
+        self.session_starts[event.session] = event.ts
+        if event.gpus_per_worker is not None:  # a resumed run may change it; GPU-hours follow
+            self.session_gpus[event.session] = event.gpus_per_worker
         # A new session may bring a fixed proposer, and its workers reuse the old ids.
         self.refusal_streak, self.refused_at, self.refusals_in_a_row = {}, {}, 0
 
-    def _on_trial_started(self, event: dict[str, Any]) -> None:
-        fields = {k: v for k, v in event.items() if k in TrialRecord.__dataclass_fields__}
-        trial = TrialRecord(id=event["trial"], **{k: v for k, v in fields.items() if k != "id"})
-        trial.started = event.get("ts", 0.0)
+    def _on_trial_started(self, event: TrialStarted) -> None:
+        trial = TrialRecord.from_event(event)
         self.trials[trial.id] = trial
         self.inflight[trial.id] = trial.worker
         self.evaluations += 1
-        self.cost_usd += trial.cost_usd
+        self.cost += trial.cost
         if trial.kind == "candidate":
             self.tried.setdefault(trial.parent, set()).add(trial.tree)
         if trial.kind == "candidate" and trial.of:
-            self.rebase_queue = [r for r in self.rebase_queue if r["commit"] != trial.commit]
+            self.rebase_queue = [r for r in self.rebase_queue if r.commit != trial.commit]
 
-    def _on_trial_finished(self, event: dict[str, Any]) -> None:
-        trial = self.trials[event["trial"]]
+    def _on_trial_finished(self, event: TrialFinished) -> None:
+        trial = self.trials[event.trial]
         self.inflight.pop(trial.id, None)
-        trial.status = event["status"]
-        trial.metric = event.get("metric")
-        trial.metrics = event.get("metrics", {})
-        trial.seconds = event.get("seconds", 0.0)
-        trial.hardware = event.get("hardware", trial.hardware)
-        trial.reason = event.get("reason", "")
-        trial.finished = event.get("ts", 0.0)
+        trial.status = event.status
+        trial.metric = event.metric
+        trial.metrics = event.metrics
+        trial.seconds = event.seconds
+        if event.hardware is not None:
+            trial.hardware = event.hardware
+        trial.reason = event.reason
+        trial.finished = event.ts
         if trial.status not in EVALUATED_STATUSES:
             self.evaluations -= 1
         if trial.status in EVALUATED_STATUSES:
             self.refusal_streak[trial.worker] = 0
             self.refusals_in_a_row = 0
         elif trial.status in ("duplicate", "out_of_scope") and trial.kind == "candidate":
-            self._refused(trial.worker, f"{trial.status}: {event.get('reason', '')}",
-                          event.get("ts", 0.0))
+            self._refused(trial.worker, f"{trial.status}: {event.reason}", event.ts)
         if trial.status == "ok" and trial.metric is not None:
             self.samples.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.metric)
         if trial.kind == "candidate" and trial.status == "ok":
             self.unjudged.add(trial.id)
         if trial.status == "lost" and trial.kind == "candidate" and trial.of:
             # A stale winner's re-evaluation is owed work, not a fresh idea: queue it again.
-            self.rebase_queue.append({"commit": trial.commit, "tree": trial.tree,
-                                      "parent": trial.parent, "of": trial.of,
-                                      "hypothesis": trial.hypothesis})
+            self.rebase_queue.append(RebasedWinner(trial.commit, trial.tree, trial.parent,
+                                                   trial.of, trial.hypothesis))
 
-    def _on_verdict(self, event: dict[str, Any]) -> None:
-        trial = self.trials[event["trial"]]
-        trial.verdict = event["verdict"]
-        trial.gain = event.get("improvement")
-        trial.decided = event.get("ts", 0.0)
+    def _on_verdict(self, event: Judged) -> None:
+        trial = self.trials[event.trial]
+        trial.verdict = event.verdict
+        trial.gain = event.improvement
+        trial.decided = event.ts
         self.unjudged.discard(trial.id)
         if trial.verdict == "promising":
             self.awaiting.append(trial.id)
         elif trial.id in self.awaiting:
             self.awaiting.remove(trial.id)
         if trial.verdict == "accepted":
-            self._set_best(BestRecord(event["best_commit"], trial.tree, trial.id, trial.hypothesis))
+            assert event.best_commit is not None, "an accepted verdict names its best commit"
+            self._set_best(BestRecord(event.best_commit, trial.tree, trial.id, trial.hypothesis))
         if trial.verdict == "rebased":
-            self.rebase_queue.append({k: event[k] for k in ("commit", "tree", "parent")} | {
-                "of": trial.id, "hypothesis": trial.hypothesis})
+            assert event.commit and event.tree and event.parent, "a rebased verdict names its commit"
+            self.rebase_queue.append(RebasedWinner(event.commit, event.tree, event.parent,
+                                                   trial.id, trial.hypothesis))
 
-    def _on_proposal_failed(self, event: dict[str, Any]) -> None:
+    def _on_proposal_failed(self, event: ProposalFailed) -> None:
         self.proposal_failures += 1
-        self.last_proposal_failure = {"worker": event["worker"], "reason": event.get("reason", ""),
-                                      "ts": event.get("ts", 0.0)}
-        self.cost_usd += event.get("cost_usd", 0.0)
-        self._refused(event["worker"], f"proposal failed: {event.get('reason', '')}",
-                      event.get("ts", 0.0))
+        self.last_proposal_failure = FailureNote(event.worker, event.reason, event.ts)
+        self.cost += event.cost
+        self._refused(event.worker, f"proposal failed: {event.reason}", event.ts)
 
     def _refused(self, worker: str, reason: str, when: float) -> None:
         self.refusal_streak[worker] = self.refusal_streak.get(worker, 0) + 1
@@ -187,6 +241,12 @@ class SwarmState:
         self.tree_of[best.commit] = best.tree
 
     # -- questions ------------------------------------------------------------------------
+
+    @property
+    def current_best(self) -> BestRecord:
+        """Best, once the run has started (every question below assumes it has)."""
+        assert self.best is not None, "a run's state starts with its run_started event"
+        return self.best
 
     def confirmations(self, trial_id: str) -> list[TrialRecord]:
         """Confirmation runs of a trial that did not get lost (finished or in flight)."""
@@ -224,3 +284,11 @@ class SwarmState:
 
     def next_trial_id(self) -> str:
         return trial_name(len(self.trials) + 1)
+
+
+def replay(events: Iterable[LedgerEvent]) -> SwarmState:
+    """The state a run's events lead to."""
+    state = SwarmState()
+    for event in events:
+        state.apply(event)
+    return state

@@ -1,110 +1,182 @@
-"""The headline figures of a run, as a plain dict (shown live by the driver and by `swarm status`)."""
+"""The headline figures of a run, shown live by the driver and by `swarm status`. No Ray, no git.
+
+The coordinator builds a `RunStatus` from its state; `load_status` builds the same from a run
+directory's ledger alone (a live run, a finished one, or a copy).
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from coordinator.figures import estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
-from coordinator.state import SwarmState
+from coordinator.state import BestRecord, FailureNote, SwarmState, TrialRecord, replay
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import RunDirError
+from swarm.core.events import LedgerEvent
 from swarm.core.ledger import read_events
-from swarm.core.stats import mean, pooled_spread
-from swarm.core.values import EVALUATED_STATUSES
+from swarm.core.stats import Direction, mean, pooled_spread
+from swarm.core.values import EVALUATED_STATUSES, Placement, WorkerSite
 
-__all__ = ["summarize", "load_status", "replay_run"]
+__all__ = ["Headline", "WorkerRow", "Latency", "RunStatus", "summarize", "load_status",
+           "replay_run", "latency_of"]
 
 
-def summarize(state: SwarmState, config: SwarmConfig, live: dict[str, dict[str, Any]],
-              session_start: float, stop_reason: str | None, now: float | None = None,
-              idle: str = "proposing") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Headline:
+    """A commit's figure: every trusted class's runs together (what verdicts compare is class
+    by class; this is for people)."""
+
+    commit: str
+    trial: str | None
+    hypothesis: str
+    mean: float | None
+    spread: float | None
+    runs: int
+    by_class: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker: str
+    doing: str
+    trials: int
+    per_hour: float
+    host: str = ""
+    node: str = ""
+    gpus: str = ""
+    hardware: str = ""
+    pid: int = 0
+    root: str = ""  # its clone's directory on its node
+    volunteer: bool = False
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long the coordinator took to handle each result, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    count: int
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    name: str
+    metric: str
+    direction: Direction
+    best: Headline | None
+    baseline: Headline | None
+    gain: float | None  # better than the baseline in the run's direction, class by class
+    accepted: int
+    noise: float | None
+    trials_done: int
+    trials_running: int
+    evaluations: int
+    by_status: dict[str, int]
+    proposal_failures: int
+    last_proposal_failure: FailureNote | None
+    trials_per_hour: float  # this session's
+    workers: dict[str, WorkerRow]
+    gpus_per_worker: float
+    gpu_hours: float
+    worker_hours: float
+    cost_usd: float
+    tokens: int
+    stop_reason: str | None
+    report_latency: Latency | None = None
+
+
+def summarize(state: SwarmState, config: SwarmConfig,
+              live: dict[str, tuple[WorkerSite, Placement]], session_start: float,
+              stop_reason: str | None, now: float | None = None,
+              idle: str = "proposing") -> RunStatus:
     """`now`: the time rates are taken at (a finished run's last event); `idle`: what a worker
     with no trial in flight is said to be doing."""
     finished = [t for t in state.trials.values() if t.status is not None]
     session_done = [t for t in finished if t.session == (state.sessions or [""])[-1]
                     and t.status in EVALUATED_STATUSES]
     hours = max((now or time.time()) - session_start, 1e-9) / 3600
-    gpus = config.workers.gpus_per_worker
-    return {
-        "name": config.name,
-        "metric": config.target.metric.name,
-        "direction": config.target.metric.direction,
-        "best": _estimate(state, state.best),
-        "baseline": _estimate(state, state.initial),
-        # better than the baseline in the run's direction, class by class as the report says it
-        "gain": (gain_between(state, state.initial, state.best, config.target.metric.direction)
-                 if state.initial and state.best else None),
-        "accepted": len(state.history) - 1,
-        "noise": pooled_spread(state.sample_groups(trusted_only=True)),
-        "trials_done": len(finished),
-        "trials_running": len(state.inflight),
-        "evaluations": state.evaluations,
-        "by_status": dict(Counter(result_status(t) for t in finished)),
-        "proposal_failures": state.proposal_failures,
-        "last_proposal_failure": state.last_proposal_failure,
-        "trials_per_hour": len(session_done) / hours,
-        "workers": _workers(state, live, finished, idle),
-        "gpus_per_worker": gpus,
-        "gpu_hours": gpu_hours(finished, gpus, state.session_gpus),
-        "worker_hours": gpu_hours(finished, 1.0),
-        "cost_usd": state.cost_usd,
-        "tokens": sum(t.tokens_in + t.tokens_out for t in state.trials.values()),
-        "stop_reason": stop_reason,
-    }
+    direction = config.target.metric.direction
+    return RunStatus(
+        name=config.name, metric=config.target.metric.name, direction=direction,
+        best=_headline(state, state.best), baseline=_headline(state, state.initial),
+        gain=(gain_between(state, state.initial, state.best, direction)
+              if state.initial and state.best else None),
+        accepted=len(state.history) - 1,
+        noise=pooled_spread(state.sample_groups(trusted_only=True)),
+        trials_done=len(finished), trials_running=len(state.inflight),
+        evaluations=state.evaluations,
+        by_status=dict(Counter(result_status(t) for t in finished)),
+        proposal_failures=state.proposal_failures,
+        last_proposal_failure=state.last_proposal_failure,
+        trials_per_hour=len(session_done) / hours,
+        workers=_workers(state, live, finished, idle),
+        gpus_per_worker=config.workers.gpus_per_worker,
+        gpu_hours=gpu_hours(finished, config.workers.gpus_per_worker, state.session_gpus),
+        worker_hours=gpu_hours(finished, 1.0),
+        cost_usd=state.cost.usd, tokens=sum(t.cost.tokens for t in state.trials.values()),
+        stop_reason=stop_reason)
 
 
-def _estimate(state: SwarmState, best: Any) -> dict[str, Any] | None:
+def _headline(state: SwarmState, best: BestRecord | None) -> Headline | None:
     if best is None:
         return None
-    # Every trusted class's runs together: a headline figure, not what verdicts compare
     figure = estimate_of(state, best)
     by_class = state.trusted_samples(best.tree)
-    return {"commit": best.commit, "trial": best.trial, "hypothesis": best.hypothesis,
-            "mean": figure.mean, "spread": figure.spread, "runs": figure.runs,
-            "by_class": {cls: mean(r) for cls, r in by_class.items() if r}}
+    return Headline(best.commit, best.trial, best.hypothesis, figure.mean, figure.spread,
+                    figure.runs, {cls: mean(r) for cls, r in by_class.items() if r})
 
 
-def _workers(state: SwarmState, live: dict[str, dict[str, Any]],
-             finished: list[Any], idle: str) -> dict[str, dict[str, Any]]:
+def _workers(state: SwarmState, live: dict[str, tuple[WorkerSite, Placement]],
+             finished: list[TrialRecord], idle: str) -> dict[str, WorkerRow]:
     running = {worker: trial for trial, worker in state.inflight.items()}
     rates = {w.worker: w for w in worker_figures(finished)}
-    workers = {}
-    for worker, where in sorted(live.items()):
+    rows = {}
+    for worker, (site, placed) in sorted(live.items()):
         trial_id = running.get(worker)
         doing = idle
         if trial_id:
             trial = state.trials[trial_id]
             doing = f"{trial.kind} {trial_id}: {trial.hypothesis}"[:80]
         done = rates.get(worker)
-        workers[worker] = {**where, "doing": doing, "trials": done.trials if done else 0,
-                           "per_hour": done.per_hour if done else 0.0}
-    return workers
+        rows[worker] = WorkerRow(worker, doing, done.trials if done else 0,
+                                 done.per_hour if done else 0.0, host=site.host,
+                                 node=placed.node or site.node, gpus=site.gpus,
+                                 hardware=placed.hardware or site.hardware, pid=site.pid,
+                                 root=site.root, volunteer=placed.volunteer)
+    return rows
 
 
-def replay_run(run_dir: Path) -> tuple[list[dict[str, Any]], SwarmState]:
+def latency_of(seconds: list[float]) -> Latency | None:
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return Latency(1000 * ordered[len(ordered) // 2], 1000 * ordered[int(len(ordered) * 0.9)],
+                   len(ordered))
+
+
+def replay_run(run_dir: Path) -> tuple[list[LedgerEvent], SwarmState]:
     """A run directory's ledger and the state it replays to (what `status` and `report` read)."""
     events = list(read_events(run_dir / "ledger.jsonl"))
     if not events:
         raise RunDirError(f"{run_dir}: no ledger.jsonl here; is it a run directory (runs/<name>)?")
-    state = SwarmState()
-    for event in events:
-        state.apply(event)
-    return events, state
+    return events, replay(events)
 
 
-def load_status(run_dir: Path) -> dict[str, Any]:
+def load_status(run_dir: Path) -> RunStatus:
     """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
-    events, state = replay_run(run_dir)
-    config = SwarmConfig.model_validate(state.run_info["config"])
-    session_start = next(e["ts"] for e in reversed(events) if e["event"] == "session_started")
-    # The ledger knows who ran trials, not who is proposing: every worker of the latest session
+    _events, state = replay_run(run_dir)
+    assert state.run_info is not None
+    config = SwarmConfig.model_validate(state.run_info.config)
     session = state.sessions[-1] if state.sessions else ""
-    active = {t.worker: {"node": t.node} for t in state.trials.values() if t.session == session}
+    # The ledger knows who ran trials, not who is proposing: every worker of the latest session
+    active = {t.worker: (WorkerSite(), Placement(node=t.node))
+              for t in state.trials.values() if t.session == session}
     # a run that is over: its rate is over its own time, not up to today
-    ended = events[-1]["ts"] if not state.inflight else None
-    return summarize(state, config, active, session_start, None, now=ended,
-                     idle="between trials" if state.inflight else "stopped")
+    ended = state.last_event_ts if not state.inflight else None
+    return summarize(state, config, active, state.session_starts.get(session, 0.0), None,
+                     now=ended, idle="between trials" if state.inflight else "stopped")

@@ -34,14 +34,13 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from sealed import SealError, load_sealed, seal
 
 # ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_coordinator_capacity_quick_prints_throughput_latency_memory_and_refs(tm
     fetch = steps["coordinator: fetch the bundle (gitops.read_bundle)"]
     for label in ("worker: Workspace.bundle", "coordinator: fetch the bundle (gitops.read_bundle)",
                   "coordinator: whole report of an accepted candidate (Coordinator.report)",
-                  "coordinator: stale winner onto best (cherry_pick + commit_tree + set_ref)"):
+                  "coordinator: stale winner onto best (Pool.replay: cherry_pick + commit_tree + set_ref)"):
         assert _number(steps[label]["0 refs ms"]) > 0 and _number(steps[label]["1,000 refs ms"]) > 0
     assert _number(fetch["ratio"]) > 0
 
@@ -86,7 +86,7 @@ def test_report_render_quick_times_a_report_for_each_size(tmp_path: Path) -> Non
     assert [r["trials"] for r in rows] == ["10", "1,000"]
     assert rows[0]["ratio to 10 trials"] == "1.00x"
     for row in rows:
-        assert _number(row["swarm report s"]) > 0 and _number(row["swarm status s"]) > 0
+        assert _number(row["swarm report s"]) > 0 and _number(row["swarm status ms"]) > 0
         assert _number(row["progress.png KiB"]) > 20  # two drawn panels
     assert _number(rows[1]["ledger KiB"]) > 50 * _number(rows[0]["ledger KiB"])
 

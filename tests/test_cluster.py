@@ -20,6 +20,7 @@ ray = pytest.importorskip("ray")
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from coordinator.status import RunStatus, WorkerRow  # noqa: E402
 from swarm.core.config import SwarmConfig, load_config  # noqa: E402
 from swarm.shell.driver import RunOptions, coordinator_name, run_swarm  # noqa: E402
 from swarm.shell.placement import VOLUNTEER_RESOURCE  # noqa: E402
@@ -74,7 +75,7 @@ class Run:
 
     def __init__(self, cfg: SwarmConfig, run_dir: Path) -> None:
         self.run_dir, self.statuses, self.error = run_dir, [], None
-        self.workers: dict[str, dict] = {}
+        self.workers: dict[str, WorkerRow] = {}
         self.thread = threading.Thread(target=self._run, args=(cfg,), daemon=True)
         self.thread.start()
 
@@ -84,11 +85,13 @@ class Run:
         except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
             self.error = exc
 
-    def _seen(self, status: dict) -> None:
+    def _seen(self, status: RunStatus | None) -> None:
+        if status is None:
+            return
         self.statuses.append(status)
-        for worker, where in status.get("workers", {}).items():
-            if where.get("node"):
-                self.workers[worker] = where
+        for worker, row in status.workers.items():
+            if row.node:
+                self.workers[worker] = row
 
     def wait(self, predicate: Callable[[], bool], timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -103,7 +106,7 @@ class Run:
         assert not self.thread.is_alive() and self.error is None, self.error
 
     @classmethod
-    def long(cls, tmp_path: Path, budget_s: float) -> "Run":
+    def long(cls, tmp_path: Path, budget_s: float) -> Run:
         """A run that goes on until stopped, once its first trial has finished."""
         run = cls(config(**{"stop.max_trials": 10_000, "target.budget_s": budget_s}), tmp_path / "run")
         run.wait(lambda: any(e["event"] == "trial_finished" for e in events(run.run_dir)))
@@ -111,7 +114,7 @@ class Run:
 
     def nodes_of(self, run_events: list[dict]) -> dict[str, str]:
         """trial -> the node (8 characters) its worker ran on."""
-        return {e["trial"]: self.workers.get(e["worker"], {}).get("node", "?")
+        return {e["trial"]: (self.workers[e["worker"]].node if e["worker"] in self.workers else "?")
                 for e in run_events if e["event"] == "trial_started"}
 
 
@@ -125,10 +128,10 @@ def test_workers_fill_the_gpu_nodes_one_per_gpu_and_each_class_measures_best(
         ran = events(run.run_dir)
         # one worker per GPU, none on the head (no GPU), each on its own node, own directory
         assert len(run.workers) == 2
-        assert {w["node"] for w in run.workers.values()} == {n.node_id[:8] for n in nodes}
-        assert {w["hardware"] for w in run.workers.values()} == {"gpu:T4", "gpu:A100"}
-        assert all(w["gpus"] for w in run.workers.values())  # CUDA_VISIBLE_DEVICES set by Ray
-        assert len({w["root"] for w in run.workers.values()}) == 2
+        assert {w.node for w in run.workers.values()} == {n.node_id[:8] for n in nodes}
+        assert {w.hardware for w in run.workers.values()} == {"gpu:T4", "gpu:A100"}
+        assert all(w.gpus for w in run.workers.values())  # CUDA_VISIBLE_DEVICES set by Ray
+        assert len({w.root for w in run.workers.values()}) == 2
         # best was measured on both classes before either compared anything with it
         baselines = {e["hardware"] for e in ran if e["event"] == "trial_started" and e["kind"] == "baseline"
                      and e["commit"] == ran[0]["commit"]}

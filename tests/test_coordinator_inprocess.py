@@ -8,29 +8,37 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import textwrap
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from coordinator.results import result_status
+from coordinator.roster import Seat
 from coordinator.service import Coordinator
 from swarm.core import gitops
 from swarm.core.config import SwarmConfig, load_config
 from swarm.core.errors import RunDirError, SwarmError
-from swarm.core.ledger import read_events
+from swarm.core.values import (
+    EVALUATED_STATUSES,
+    Admission,
+    CandidateInfo,
+    Placement,
+    TrialOutcome,
+    WorkerSite,
+)
+from workers.loop import WorkerLoop
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 from workers.proposers.mutate import MutateProposer
-from swarm.core.values import EVALUATED_STATUSES, CandidateInfo, TrialOutcome
-from workers.loop import WorkerLoop
 from workers.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +54,9 @@ def quadratic_config(overrides: dict[str, Any] | None = None) -> SwarmConfig:
 
 
 def events(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    return [e for e in read_events(run_dir / "ledger.jsonl") if kind is None or e["event"] == kind]
+    """The ledger's events as they are on disk."""
+    lines = (run_dir / "ledger.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if kind is None or e["event"] == kind]
 
 
 def results_lines(run_dir: Path) -> list[list[str]]:
@@ -76,7 +86,7 @@ class Serialized:
 def run_workers(coordinator: Coordinator, root: Path, proposers: list[Proposer]) -> list[int]:
     """Runs one WorkerLoop per proposer until the coordinator says stop; what each reported."""
     client = Serialized(coordinator)
-    loops = [WorkerLoop(f"w{i}", coordinator.config, client, root / f"w{i}", p, {"hardware": "cpu:test"})
+    loops = [WorkerLoop(f"w{i}", coordinator.config, client, root / f"w{i}", p, WorkerSite(hardware="cpu:test"))
              for i, p in enumerate(proposers)]
     reported: list[int | None] = [None] * len(loops)
     errors: list[BaseException] = []
@@ -155,14 +165,15 @@ def test_e2e_every_worker_works_and_the_budget_is_spent(quadratic_run: FinishedR
     assert state.inflight == {}
     assert "lost" not in {t.status for t in state.trials.values()}
     assert quadratic_run.coordinator.stop_reason() is None
-    assert quadratic_run.coordinator.status()["stop_reason"] == "max_trials reached (24)"
+    assert quadratic_run.coordinator.status().stop_reason == "max_trials reached (24)"
 
 
 def test_e2e_best_improves_on_the_baseline(quadratic_run: FinishedRun) -> None:
     summary = quadratic_run.coordinator.status()
-    assert summary["baseline"]["runs"] >= 3
-    assert summary["best"]["trial"] is not None and summary["accepted"] >= 1
-    assert summary["best"]["mean"] < summary["baseline"]["mean"] - 0.1
+    assert summary.baseline and summary.best and summary.baseline.mean and summary.best.mean
+    assert summary.baseline.runs >= 3
+    assert summary.best.trial is not None and summary.accepted >= 1
+    assert summary.best.mean < summary.baseline.mean - 0.1
 
 
 def test_e2e_every_trial_starts_and_finishes_exactly_once_in_the_ledger(quadratic_run: FinishedRun) -> None:
@@ -176,7 +187,7 @@ def test_e2e_every_trial_starts_and_finishes_exactly_once_in_the_ledger(quadrati
 
 
 def test_e2e_every_trial_that_reached_the_coordinator_has_its_ref(quadratic_run: FinishedRun) -> None:
-    repo, state = quadratic_run.coordinator.repo, quadratic_run.coordinator.state
+    repo, state = quadratic_run.coordinator.pool.repo, quadratic_run.coordinator.state
     kept = {t.id: t.commit for t in state.trials.values()
             if t.status in EVALUATED_STATUSES | {"out_of_scope"}}
     assert kept
@@ -186,7 +197,7 @@ def test_e2e_every_trial_that_reached_the_coordinator_has_its_ref(quadratic_run:
 
 
 def test_e2e_best_history_has_one_commit_per_accepted_trial_with_trailers(quadratic_run: FinishedRun) -> None:
-    repo, state = quadratic_run.coordinator.repo, quadratic_run.coordinator.state
+    repo, state = quadratic_run.coordinator.pool.repo, quadratic_run.coordinator.state
     accepted = [t for t in state.trials.values() if t.verdict == "accepted"]
     log = list(repo.iter_commits(gitops.BEST_BRANCH))  # newest first
     assert log[0].hexsha == state.best.commit == repo.commit("HEAD").hexsha
@@ -247,7 +258,7 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
     assert _comparable(second.state) == before
     assert second.state.best == first.state.best and second.state.history == first.state.history
     assert second.state.sessions == ["s1", "s2"]
-    second.hello("w9", {"hardware": "cpu:test"})
+    second.hello("w9", WorkerSite(hardware="cpu:test"))
     unit = second.next_work("w9", None)
     assert (unit.action, unit.kind) == ("evaluate", "baseline")  # started, never reported
 
@@ -260,7 +271,7 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
     assert third.state.inflight == {}
     assert {k: v for k, v in _comparable(third.state)["trials"].items() if k != unit.trial_id} == before["trials"]
     assert third.state.best == first.state.best
-    assert third.repo.commit(gitops.BEST_BRANCH).hexsha == first.state.best.commit
+    assert third.pool.repo.commit(gitops.BEST_BRANCH).hexsha == first.state.best.commit
     assert [e["session"] for e in events(quadratic_run.run_dir, "session_started")] == ["s1", "s2", "s3"]
     assert [e["trial"] for e in events(quadratic_run.run_dir, "trial_finished")].count(unit.trial_id) == 1
     third.report(TrialOutcome(unit.trial_id, "w9", "ok", 1.0))  # a late report is ignored
@@ -269,8 +280,8 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
 
 def _comparable(state: Any) -> dict[str, Any]:
     data = dataclasses.asdict(state)
-    for per_session in ("sessions", "session_gpus", "refusal_streak", "refused_at", "refusals_in_a_row",
-                        "last_refusal"):
+    for per_session in ("sessions", "session_starts", "session_gpus", "refusal_streak", "refused_at",
+                        "refusals_in_a_row", "last_refusal", "last_event_ts"):
         data.pop(per_session)
     return data
 
@@ -288,7 +299,7 @@ class Driver:
         self.coord = Coordinator(self.config, self.run_dir, "s1", resume=False)
         self.space = Workspace(tmp / "crafting")
         for worker in ("w1", "w2", "w3"):
-            self.coord.hello(worker, {"hardware": "cpu:test"})
+            self.coord.hello(worker, WorkerSite(hardware="cpu:test"))
 
     def reopen(self, session: str, resume: bool, config: SwarmConfig | None = None) -> Coordinator:
         """The current coordinator's process dies; another opens the run directory."""
@@ -306,7 +317,7 @@ class Driver:
               parent: str | None = None) -> tuple[CandidateInfo, bytes]:
         """A commit on `parent` (best by default) with text replacements per file."""
         parent = parent or self.coord.state.best.commit
-        self.space.receive(gitops.make_bundle(self.coord.repo, parent, []))
+        self.space.receive(gitops.make_bundle(self.coord.pool.repo, parent, []))
         self.space.start_proposal(parent)
         files = {}
         for path, replacements in edits.items():
@@ -323,7 +334,7 @@ class Driver:
 
     def propose(self, worker: str, *replacements: tuple[str, str]) -> tuple[str, CandidateInfo, bytes]:
         info, bundle = self.craft(worker, {"train.py": list(replacements)})
-        trial_id, refusal = self.coord.begin_candidate(info)
+        trial_id, refusal = dataclasses.astuple(self.coord.begin_candidate(info))
         assert trial_id is not None and refusal is None
         return trial_id, info, bundle
 
@@ -406,7 +417,7 @@ def test_reopening_with_the_same_session_keeps_trials_in_flight(driver: Driver) 
     assert restarted.state.inflight == {unit.trial_id: "w1"}
     assert [e["session"] for e in events(driver.run_dir, "session_started")] == ["s1"]
     assert restarted.session_start == events(driver.run_dir, "session_started")[0]["ts"]
-    restarted.hello("w1", {})
+    restarted.hello("w1", WorkerSite())
     restarted.report(TrialOutcome(unit.trial_id, "w1", "ok", 6.7, hardware="cpu:test"))
     assert restarted.state.trials[unit.trial_id].status == "ok"
     again = driver.reopen("s1", resume=True)
@@ -429,19 +440,19 @@ def test_report_is_idempotent(driver: Driver) -> None:
 
 def test_hello_gives_the_readonly_hashes_recorded_when_the_run_started(driver: Driver) -> None:
     digest = hashlib.sha256((QUADRATIC / "prepare.py").read_bytes()).hexdigest()
-    assert driver.coord.hello("w4", {"hardware": "cpu:other"}) == {"readonly_hashes": {"prepare.py": digest}}
-    assert driver.coord.live["w4"] == {"hardware": "cpu:other"}
+    assert driver.coord.hello("w4", WorkerSite(hardware="cpu:other")) == {"prepare.py": digest}
+    assert driver.coord.roster.live["w4"] == WorkerSite(hardware="cpu:other")
 
 
 def test_a_candidate_whose_commit_never_arrives_is_lost(driver: Driver) -> None:
     driver.baseline()
     info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
-    trial, _ = driver.coord.begin_candidate(info)
+    trial, _ = dataclasses.astuple(driver.coord.begin_candidate(info))
     driver.ok(trial, "w1", 0.5, bundle=None)  # the bundle went missing
     record = driver.coord.state.trials[trial]
     assert (record.status, record.reason, record.metric) == ("lost", "its commit never reached the coordinator", None)
     assert driver.coord.state.best.commit == driver.coord.state.initial.commit
-    assert not gitops.has_commit(driver.coord.repo, info.commit)
+    assert not gitops.has_commit(driver.coord.pool.repo, info.commit)
 
 
 def test_reporting_a_trial_that_was_never_started_records_nothing(driver: Driver) -> None:
@@ -481,7 +492,7 @@ def test_worker_lost_requeues_its_confirmation_for_the_next_worker(driver: Drive
 
     assert (driver.status_of(confirm.trial_id), driver.coord.state.trials[confirm.trial_id].reason) == \
         ("lost", "actor died: node gone")
-    assert "w2" not in driver.coord.live
+    assert "w2" not in driver.coord.roster.live
     again = driver.coord.next_work("w3", None)
     assert (again.action, again.kind, again.commit) == ("evaluate", "confirm", info.commit)
     assert driver.coord.state.trials[again.trial_id].of == trial
@@ -492,11 +503,11 @@ def test_worker_lost_requeues_its_confirmation_for_the_next_worker(driver: Drive
 
 def test_the_same_change_on_the_same_parent_is_refused_as_duplicate(driver: Driver) -> None:
     info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
-    first, refusal = driver.coord.begin_candidate(info)
+    first, refusal = dataclasses.astuple(driver.coord.begin_candidate(info))
     assert refusal is None
     same = dataclasses.replace(info, worker_id="w2", commit="f" * 40)  # another commit, same tree
 
-    second, refusal = driver.coord.begin_candidate(same)
+    second, refusal = dataclasses.astuple(driver.coord.begin_candidate(same))
 
     assert refusal == "duplicate" and second not in (None, first)
     assert driver.status_of(second) == "duplicate"
@@ -510,14 +521,14 @@ def test_the_same_change_on_the_same_parent_is_refused_as_duplicate(driver: Driv
 def test_begin_candidate_retried_by_its_worker_gives_the_same_trial(driver: Driver) -> None:
     info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
     first = driver.coord.begin_candidate(info)
-    assert driver.coord.begin_candidate(info) == first == (first[0], None)
+    assert driver.coord.begin_candidate(info) == first == Admission(first.trial_id, None)
     assert len(events(driver.run_dir, "trial_started")) == 1
 
 
 def test_a_candidate_that_changes_nothing_is_a_duplicate(driver: Driver) -> None:
     best = driver.coord.state.best
     info = CandidateInfo("w1", best.commit, "e" * 40, best.tree, "no change at all")
-    trial, refusal = driver.coord.begin_candidate(info)
+    trial, refusal = dataclasses.astuple(driver.coord.begin_candidate(info))
     assert refusal == "duplicate" and driver.status_of(trial) == "duplicate"
     assert driver.coord.state.evaluations == 0
 
@@ -526,7 +537,7 @@ def test_begin_candidate_after_the_budget_is_spent_says_stop(tmp_path: Path) -> 
     driver = Driver(tmp_path, {"stop.max_trials": 1})
     driver.baseline()
     info, _ = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
-    assert driver.coord.begin_candidate(info) == (None, "stop")
+    assert driver.coord.begin_candidate(info) == Admission(None, "stop")
     assert driver.coord.next_work("w1", None).action == "stop"
 
 
@@ -542,7 +553,7 @@ def test_coordinator_rechecks_scope_whatever_the_worker_says(
         driver: Driver, edits: dict[str, list[tuple[str, str]]]) -> None:
     driver.baseline("w1", 10.0)
     info, bundle = driver.craft("w2", edits)
-    trial, refusal = driver.coord.begin_candidate(info)
+    trial, refusal = dataclasses.astuple(driver.coord.begin_candidate(info))
     assert refusal is None
 
     driver.ok(trial, "w2", 0.001, bundle)  # the worker claims a great result
@@ -553,7 +564,7 @@ def test_coordinator_rechecks_scope_whatever_the_worker_says(
     assert sorted(p for p in edits if p != "train.py") == \
         sorted(record.reason.split(": ", 1)[1].split(", "))
     assert driver.coord.state.best.commit == driver.coord.state.initial.commit
-    assert driver.coord.repo.commit(gitops.trial_ref(trial)).hexsha == info.commit  # kept in the pool
+    assert driver.coord.pool.repo.commit(gitops.trial_ref(trial)).hexsha == info.commit  # kept in the pool
     assert driver.coord.state.evaluations == 1
 
 
@@ -571,9 +582,9 @@ def test_a_proposer_that_edits_the_harness_gets_out_of_scope_and_the_worker_carr
         assert trial.reason == "changes paths agents may not edit: prepare.py"
         assert "---" not in (tmp_path / "run" / "logs" / f"{trial.id}.log").read_text()  # never ran
         assert trial.seconds == 0.0
-        assert coordinator.repo.commit(gitops.trial_ref(trial.id)).hexsha == trial.commit
+        assert coordinator.pool.repo.commit(gitops.trial_ref(trial.id)).hexsha == trial.commit
     assert candidates[1].verdict == "accepted"
-    assert coordinator.repo.git.show(f"{gitops.BEST_BRANCH}:prepare.py") == \
+    assert coordinator.pool.repo.git.show(f"{gitops.BEST_BRANCH}:prepare.py") == \
         (QUADRATIC / "prepare.py").read_text().rstrip("\n")
     assert coordinator.state.evaluations == 3
 
@@ -695,7 +706,7 @@ def _two_winners_on_one_parent(driver: Driver, first: list[tuple[str, str]],
     driver.ok(confirm_a, "w3", 5.0)
     assert driver.coord.state.trials[a].verdict == "accepted"
     assert driver.coord.state.best.tree == info_a.tree
-    assert driver.coord.repo.commit(driver.coord.state.best.commit).parents[0].hexsha == parent
+    assert driver.coord.pool.repo.commit(driver.coord.state.best.commit).parents[0].hexsha == parent
     # b's parent is no longer best: it is judged at once on its own run, not confirmed on the old base
     assert driver.coord.state.awaiting == []
     assert [t.of for t in driver.coord.state.trials.values() if t.kind == "confirm"] == [a]
@@ -704,7 +715,7 @@ def _two_winners_on_one_parent(driver: Driver, first: list[tuple[str, str]],
 
 def test_a_stale_winner_that_merges_cleanly_is_rebased_and_queued(driver: Driver) -> None:
     a, info_a, b, info_b = _two_winners_on_one_parent(driver, [("A = 1.0", "A = 2.0")], [("B = 1.0", "B = 0.5")])
-    state, repo = driver.coord.state, driver.coord.repo
+    state, repo = driver.coord.state, driver.coord.pool.repo
     best = state.best
 
     assert state.trials[b].verdict == "rebased"
@@ -716,7 +727,7 @@ def test_a_stale_winner_that_merges_cleanly_is_rebased_and_queued(driver: Driver
     assert "A = 2.0" in text and "B = 0.5" in text
     assert f"Swarm-Rebased-From: {b}" in repo.commit(rebased).message
     assert repo.commit(f"refs/swarm/rebased/{b}").hexsha == rebased
-    assert [q["commit"] for q in state.rebase_queue] == [rebased]
+    assert [q.commit for q in state.rebase_queue] == [rebased]
     assert state.best.commit == best.commit  # not accepted before it is evaluated on the new base
     assert dict((r[5], r[3]) for r in results_lines(driver.run_dir)[1:])[b] == "rebased"
 
@@ -725,7 +736,7 @@ def test_a_stale_winner_that_merges_cleanly_is_rebased_and_queued(driver: Driver
     assert (unit.kind, unit.commit) == ("candidate", rebased)
     assert driver.coord.state.trials[unit.trial_id].of == b and state.rebase_queue == []
     driver.coord.worker_lost("w2", "preempted")
-    assert [q["commit"] for q in state.rebase_queue] == [rebased]
+    assert [q.commit for q in state.rebase_queue] == [rebased]
     rerun = driver.evaluate("w3", "candidate")
     assert driver.coord.state.trials[rerun].commit == rebased
     driver.ok(rerun, "w3", 3.0)
@@ -770,7 +781,7 @@ def test_replaying_a_hand_driven_run_gives_the_same_state(driver: Driver) -> Non
     after = _comparable(reopened.state)
     lost = after["trials"][inflight.trial_id]
     assert (lost["status"], lost["reason"]) == ("lost", "its session ended before it reported")
-    assert [q["commit"] for q in reopened.state.rebase_queue] == [inflight.commit]  # owed again
+    assert [q.commit for q in reopened.state.rebase_queue] == [inflight.commit]  # owed again
     for key in ("best", "history", "initial", "samples", "tree_of", "tried", "run_info", "awaiting"):
         assert after[key] == before[key], key
     assert {k: v for k, v in after["trials"].items() if k != inflight.trial_id} == \
@@ -789,7 +800,7 @@ def test_a_proposer_that_always_fails_does_not_spin(tmp_path: Path) -> None:
     config = quadratic_config({"acceptance.baseline_runs": 1, "stop.max_trials": 10})
     coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
     client = Serialized(coordinator)
-    loop = WorkerLoop("w0", config, client, tmp_path / "w0", NoIdeas(), {"hardware": "cpu:test"})
+    loop = WorkerLoop("w0", config, client, tmp_path / "w0", NoIdeas(), WorkerSite(hardware="cpu:test"))
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     thread.join(2.0)
@@ -856,7 +867,7 @@ class GatedWorker:
         self.gate, running = tmp_path / "gate", tmp_path / "running"
         self.client, self.proposer = Serialized(driver.coord), RewritesB(running)
         loop = WorkerLoop("w2", driver.config, self.client, tmp_path / "w2", self.proposer,
-                          {"hardware": "cpu:test"}, best_poll_s=0.05)
+                          WorkerSite(hardware="cpu:test"), best_poll_s=0.05)
         self.thread = threading.Thread(target=loop.run, daemon=True)
 
     @staticmethod
@@ -991,10 +1002,10 @@ def test_a_report_from_another_worker_is_ignored(driver: Driver) -> None:
 def test_a_retried_announcement_of_a_duplicate_gets_the_same_answer(driver: Driver) -> None:
     driver.baseline()
     info, _bundle = driver.craft("w1", {"train.py": [("A = 1.0", "A = 2.0")]})
-    first, _ = driver.coord.begin_candidate(info)
+    first, _ = dataclasses.astuple(driver.coord.begin_candidate(info))
     twin = dataclasses.replace(info, worker_id="w2")
     duplicate = driver.coord.begin_candidate(twin)
-    assert duplicate[1] == "duplicate"
+    assert duplicate.refusal == "duplicate"
     assert driver.coord.begin_candidate(twin) == duplicate  # the retry: no second trial
     assert len(events(driver.run_dir, "trial_started")) == 3
 
@@ -1003,7 +1014,7 @@ def test_the_drivers_worker_list_decides_who_may_confirm(driver: Driver) -> None
     driver.baseline()
     trial_id, _info, bundle = driver.propose("w1", ("C = 1.0", "C = 0.5"))
     driver.ok(trial_id, "w1", 5.0, bundle)
-    driver.coord.set_live(["w1"])  # a restarted coordinator hears from the driver who is left
+    driver.coord.set_live({"w1": Placement()})  # a restarted coordinator hears from the driver who is left
     unit = driver.coord.next_work("w1", None)
     assert (unit.kind, driver.coord.state.trials[unit.trial_id].of) == ("confirm", trial_id)
 
@@ -1054,17 +1065,17 @@ def test_an_interrupted_creation_leaves_only_a_scratch_folder_the_next_try_repla
 def test_a_worker_told_to_stop_is_not_made_live_again_by_the_driver(driver: Driver) -> None:
     driver.coord.request_stop()
     assert driver.coord.next_work("w2", None).action == "stop"
-    driver.coord.set_live(["w1", "w2"])  # w2's run() has not returned to the driver yet
-    assert set(driver.coord.live) == {"w1"}
+    driver.coord.set_live({"w1": Placement(), "w2": Placement()})  # w2's run() has not returned to the driver yet
+    assert set(driver.coord.roster.live) == {"w1"}
 
 
 def test_a_worker_the_driver_has_not_placed_waits_and_is_never_taken_for_trusted(driver: Driver) -> None:
-    driver.coord.place("w1", {"node": "trusted1"})
+    driver.coord.place("w1", Placement(node="trusted1"))
     # w2 asks before the driver's word on it arrives (CI caught a volunteer doing just that)
-    assert driver.coord.next_work("w2", None, {"volunteer": False}).action == "wait"
-    assert driver.coord._seat("w2") == ("volunteer/", True)  # an announcement now would be untrusted
-    driver.coord.place("w2", {"node": "lent0001", "volunteer": True, "hardware": "gpu:T4"})
-    unit = driver.coord.next_work("w2", None, {"volunteer": False})
+    assert driver.coord.next_work("w2", None, WorkerSite(host="says-it-is-trusted")).action == "wait"
+    assert driver.coord.roster.seat("w2") == Seat("volunteer/", True)  # an announcement now would be untrusted
+    driver.coord.place("w2", Placement(node="lent0001", volunteer=True, hardware="gpu:T4"))
+    unit = driver.coord.next_work("w2", None, WorkerSite(host="says-it-is-trusted"))
     started = driver.coord.state.trials[unit.trial_id]
     assert (unit.kind, started.hardware, started.node) == ("baseline", "volunteer/gpu:T4", "lent0001")
 
@@ -1095,5 +1106,5 @@ def test_a_proposer_is_shown_its_own_failed_trial_and_the_winners_so_far(tmp_pat
     after_crash = proposer.seen[2].last_failure
     assert after_crash is not None and after_crash.startswith("your last change (break it) ended as crash")
     assert "broken on purpose" in after_crash  # the log's tail
-    assert proposer.seen[-1].winners and proposer.seen[-1].winners[0]["hypothesis"].startswith("B move")
-    assert all(c.winners == [] for c in proposer.seen[:2])  # nothing accepted yet
+    assert proposer.seen[-1].winners and proposer.seen[-1].winners[0].hypothesis.startswith("B move")
+    assert all(c.winners == () for c in proposer.seen[:2])  # nothing accepted yet

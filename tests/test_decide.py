@@ -12,12 +12,19 @@ from typing import Any
 import pytest
 
 from coordinator.decide import (
-    Assignment, Judgement, assign, budget_spent, checked_status, next_judgement, recent_trials,
+    Assignment,
+    Judgement,
+    assign,
+    budget_spent,
+    checked_status,
+    next_judgement,
+    recent_trials,
     stop_reason,
 )
-from coordinator.state import BestRecord, SwarmState, TrialRecord
+from coordinator.state import BestRecord, RebasedWinner, RunInfo, SwarmState, TrialRecord
 from swarm.core.config import AcceptanceSpec, StopSpec
-from swarm.core.values import TrialOutcome
+from swarm.core.events import EventError, parse_event
+from swarm.core.values import Cost, TrialDigest, TrialOutcome
 
 ACCEPT = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=1)
 AT_ONCE = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=0)
@@ -26,11 +33,16 @@ LIVE = {"w0", "w1", "w2"}
 Event = dict[str, Any]
 
 
+def feed(state: SwarmState, event: Event) -> None:
+    """Applies a hand-written event as the ledger reader would: parsed into its typed form."""
+    state.apply(parse_event(event))
+
+
 def replay(*groups: list[Event]) -> SwarmState:
     state = SwarmState()
     for group in groups:
         for event in group:
-            state.apply(event)
+            feed(state, event)
     return state
 
 
@@ -95,16 +107,15 @@ def test_run_started_sets_initial_best() -> None:
 
 def test_run_started_keeps_run_info_without_event_and_ts() -> None:
     state = replay([dict(START[0], ts=1.0)])
-    assert state.run_info == {"commit": "c0", "tree": "t0", "readonly_hashes": {},
-                              "config": {"name": "t"}}
+    assert state.run_info == RunInfo(commit="c0", tree="t0", readonly_hashes={}, config={"name": "t"})
 
 
 def test_trial_started_records_trial_in_flight() -> None:
     state = replay(START, candidate("00001", "w1", None, cost_usd=0.25))
     assert state.trials["00001"] == TrialRecord(
         id="00001", kind="candidate", worker="w1", commit="c1", tree="t1", parent="c0",
-        session="s1", hypothesis="h1", cost_usd=0.25)
-    assert (state.inflight, state.tried, state.cost_usd) == ({"00001": "w1"}, {"c0": {"t1"}}, 0.25)
+        session="s1", hypothesis="h1", cost=Cost(usd=0.25))
+    assert (state.inflight, state.tried, state.cost.usd) == ({"00001": "w1"}, {"c0": {"t1"}}, 0.25)
 
 
 def test_trial_finished_records_result() -> None:
@@ -144,12 +155,12 @@ def test_evaluations_count_what_ran_and_what_runs() -> None:
 def test_proposal_failed_counts_and_costs() -> None:
     state = replay(START, [{"event": "proposal_failed", "worker": "w0", "cost_usd": 0.5},
                            {"event": "proposal_failed", "worker": "w1"}])
-    assert (state.proposal_failures, state.cost_usd, state.evaluations) == (2, 0.5, 0)
+    assert (state.proposal_failures, state.cost.usd, state.evaluations) == (2, 0.5, 0)
 
 
 def test_unknown_event_is_refused() -> None:
-    with pytest.raises(ValueError, match="^unknown ledger event 'bogus'$"):
-        SwarmState().apply({"event": "bogus"})
+    with pytest.raises(EventError, match="^unknown event kind 'bogus'; a ledger holds only run_started, "):
+        feed(SwarmState(), {"event": "bogus"})
 
 
 def test_next_trial_id_follows_the_trials() -> None:
@@ -184,14 +195,13 @@ def test_unconfirmed_verdict_stops_awaiting() -> None:
 def test_rebased_verdict_of_a_promising_trial_stops_awaiting() -> None:
     state = replay(START, BASELINES, promising(),
                    [verdict("00004", "rebased", commit="r4", tree="u4", parent="b9")])
-    assert (state.awaiting, [r["of"] for r in state.rebase_queue]) == ([], ["00004"])
+    assert (state.awaiting, [r.of for r in state.rebase_queue]) == ([], ["00004"])
 
 
 def test_rebased_verdict_queues_the_picked_commit() -> None:
     state = replay(START, BASELINES, candidate("00004", "w0", 0.25),
                    [verdict("00004", "rebased", commit="r4", tree="u4", parent="b9")])
-    assert state.rebase_queue == [
-        {"commit": "r4", "tree": "u4", "parent": "b9", "of": "00004", "hypothesis": "h4"}]
+    assert state.rebase_queue == [RebasedWinner("r4", "u4", "b9", "00004", "h4")]
 
 
 def test_starting_the_rebased_commit_takes_it_off_the_queue() -> None:
@@ -208,8 +218,7 @@ def test_lost_rebased_candidate_is_queued_again() -> None:
         started("00005", "candidate", "w1", "r4", "u4", "b9", of="00004", hypothesis="h4"),
         finished("00005", "lost"),
     ])
-    assert state.rebase_queue == [
-        {"commit": "r4", "tree": "u4", "parent": "b9", "of": "00004", "hypothesis": "h4"}]
+    assert state.rebase_queue == [RebasedWinner("r4", "u4", "b9", "00004", "h4")]
 
 
 def test_lost_plain_candidate_is_not_queued() -> None:
@@ -296,14 +305,14 @@ def test_best_s_baselines_come_before_a_rebased_winner_that_will_be_judged_on_th
     state = _rebased_with_new_best()
     assert assign(state, "w2", LIVE, AT_ONCE, None).kind == "baseline"
     for trial, worker in (("00006", "w2"), ("00007", "w0")):  # best's second and third runs
-        state.apply(started(trial, "baseline", worker, "b5", "t5", parent="b5"))
+        feed(state, started(trial, "baseline", worker, "b5", "t5", parent="b5"))
     assert assign(state, "w1", LIVE, AT_ONCE, None) == Assignment(
         "evaluate", "candidate", "r4", "u4", "b5", of="00004", hypothesis="h4")
 
 
 def test_after_the_rebased_winner_starts_baselines_of_the_new_best_follow() -> None:
     state = _rebased_with_new_best()
-    state.apply(started("00006", "candidate", "w2", "r4", "u4", "b5", of="00004"))
+    feed(state, started("00006", "candidate", "w2", "r4", "u4", "b5", of="00004"))
     assert assign(state, "w0", LIVE, AT_ONCE, None) == Assignment(
         "evaluate", "baseline", "b5", "t5", "b5", hypothesis="baseline run of best")
 
@@ -345,7 +354,7 @@ STRICT = AcceptanceSpec(min_delta=0.8, noise_k=2.0, baseline_runs=3, confirm_run
 # Best's baselines: mean 1.0, pooled spread 0.25, so with noise_k=2 the margin is 0.5.
 @pytest.mark.parametrize(("metric", "acceptance", "direction", "verdict", "required", "gain"), [
     (0.25, ACCEPT, "minimize", "promising", 0.5, 0.75),   # beyond the noise: confirm it
-    (0.25, AT_ONCE, "minimize", "accept", 0.5, 0.75),     # confirm_runs 0: accepted at once
+    (0.25, AT_ONCE, "minimize", "accepted", 0.5, 0.75),     # confirm_runs 0: accepted at once
     (0.5, ACCEPT, "minimize", "discard", 0.5, 0.5),       # exactly the margin is not enough
     (0.25, STRICT, "minimize", "discard", 0.8, 0.75),     # min_delta above the noise rules
     (1.75, ACCEPT, "maximize", "promising", 0.5, 0.75),
@@ -381,7 +390,7 @@ def test_a_stale_trial_is_judged_on_whatever_runs_its_old_parent_has() -> None:
              finished("00002", metric=0.1), verdict("00002", "accepted", best_commit="b2")]
     state = replay(START, [started("00001", "baseline", "w0", "c0", "t0"), finished("00001", metric=1.0)],
                    moved, candidate("00003", "w2", 0.25))
-    assert next_judgement(state, ACCEPT, "minimize").verdict == "rebase"
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "rebased"
 
 
 def test_winding_down_owes_the_baselines_that_judgements_wait_for() -> None:
@@ -420,7 +429,7 @@ def test_confirmed_promising_trial_is_accepted() -> None:
         started("00005", "confirm", "w1", "c4", "t4", of="00004"), finished("00005", metric=0.25)])
     # spread now pools t0 (squares 0.125, 2 dof) and t4 (0.25, 0.25: squares 0, 1 dof)
     assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00004", "accept", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75,
+        "00004", "accepted", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75,
         runs=2)
 
 
@@ -450,26 +459,26 @@ def test_lost_confirmation_does_not_decide() -> None:
 def test_larger_of_two_accepts_comes_first() -> None:
     state = replay(START, BASELINES, candidate("00004", "w0", 0.25), candidate("00005", "w1", 0.0))
     assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
-        "00005", "accept", reference=1.0, required=0.5, improvement=1.0, runs=1)
+        "00005", "accepted", reference=1.0, required=0.5, improvement=1.0, runs=1)
 
 
 def test_accept_comes_before_an_earlier_discard() -> None:
     state = replay(START, BASELINES, candidate("00004", "w0", 0.9), candidate("00005", "w1", 0.0))
-    assert next_judgement(state, AT_ONCE, "minimize").verdict == "accept"
+    assert next_judgement(state, AT_ONCE, "minimize").verdict == "accepted"
 
 
 def test_winner_on_a_former_best_is_rebased() -> None:
     state = replay(START, BASELINES, candidate("00004", "w0", 0.25), candidate("00005", "w1", 0.0),
                    [verdict("00005", "accepted", best_commit="b5")])
     assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
-        "00004", "rebase", reference=1.0, required=0.5, improvement=0.75, runs=1)
+        "00004", "rebased", reference=1.0, required=0.5, improvement=0.75, runs=1)
 
 
 def test_promising_trial_on_a_former_best_is_rebased_after_confirmation() -> None:
     state = replay(START, BASELINES, promising(), candidate("00005", "w1", 0.0), [
         verdict("00005", "accepted", best_commit="b5"),
         started("00006", "confirm", "w2", "c4", "t4", of="00004"), finished("00006", metric=0.25)])
-    assert next_judgement(state, ACCEPT, "minimize").verdict == "rebase"
+    assert next_judgement(state, ACCEPT, "minimize").verdict == "rebased"
 
 
 def test_loser_on_a_former_best_is_discarded_not_rebased() -> None:
@@ -550,30 +559,25 @@ def _history() -> SwarmState:
 
 
 def test_recent_trials_are_finished_candidates_newest_last_then_running_ones() -> None:
-    assert recent_trials(_history()) == [
-        {"trial": "00004", "worker": "w0", "hypothesis": "h4", "status": "ok", "metric": 0.5,
-         "verdict": "discard"},
-        {"trial": "00005", "worker": "w1", "hypothesis": "h5", "status": "crash", "metric": None,
-         "verdict": None},
-        {"trial": "00006", "worker": "w2", "hypothesis": "h6", "status": "ok", "metric": 0.25,
-         "verdict": None},
-        {"trial": "00007", "worker": "w0", "hypothesis": "h7", "status": "running", "metric": None,
-         "verdict": None},
-    ]
+    assert recent_trials(_history()) == (
+        TrialDigest("00004", "w0", "h4", "ok", 0.5, "discard"),
+        TrialDigest("00005", "w1", "h5", "crash", None, None),
+        TrialDigest("00006", "w2", "h6", "ok", 0.25, None),
+        TrialDigest("00007", "w0", "h7", "running", None, None),
+    )
 
 
 def test_recent_trials_end_with_what_other_workers_are_trying_now() -> None:
     state = replay(START, BASELINES, candidate("00004", "w0", 0.5), candidate("00005", "w1", None))
-    assert recent_trials(state)[-1] == {"trial": "00005", "worker": "w1", "hypothesis": "h5",
-                                        "status": "running", "metric": None, "verdict": None}
+    assert recent_trials(state)[-1] == TrialDigest("00005", "w1", "h5", "running", None, None)
 
 
 def test_recent_trials_are_limited_to_the_newest() -> None:
-    assert [t["trial"] for t in recent_trials(_history(), limit=2)] == ["00006", "00007"]
+    assert [t.trial for t in recent_trials(_history(), limit=2)] == ["00006", "00007"]
 
 
 def test_recent_trials_limit_zero_is_empty() -> None:
-    assert recent_trials(_history(), limit=0) == []
+    assert recent_trials(_history(), limit=0) == ()
 
 
 def failures(worker: str, count: int, reason: str = "nothing to mutate") -> list[Event]:
@@ -669,7 +673,7 @@ def test_a_class_without_repeats_yet_borrows_the_trusted_noise() -> None:
         finished("00005", metric=-0.1)])
     one_baseline = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=1, confirm_runs=0)
     judged = next_judgement(state, one_baseline, "minimize")
-    assert (judged.trial, judged.verdict) == ("00005", "accept")
+    assert (judged.trial, judged.verdict) == ("00005", "accepted")
     assert (judged.reference, judged.required, judged.improvement) == pytest.approx((0.5, 0.5, 0.6))
 
 
@@ -684,15 +688,15 @@ def test_a_volunteer_s_winner_waits_for_a_trusted_confirmation_even_with_confirm
                    candidate("00007", "v1", 0.0, **VOLUNTEER))
     judged = next_judgement(state, AT_ONCE, "minimize")
     assert (judged.trial, judged.verdict) == ("00007", "promising")  # screened on its own class
-    state.apply(verdict("00007", "promising"))
+    feed(state, verdict("00007", "promising"))
     volunteers = frozenset({"v1", "v2"})
     live = LIVE | volunteers
     assert assign(state, "v2", live, AT_ONCE, None, hardware=VOLUNTEER["hardware"],
                   volunteers=volunteers).action == "propose"  # volunteers confirm nobody
     confirm = assign(state, "w1", live, AT_ONCE, None, volunteers=volunteers)
     assert (confirm.kind, confirm.of) == ("confirm", "00007")
-    state.apply(started("00008", "confirm", "w1", "c7", "t7", of="00007"))
-    state.apply(finished("00008", metric=1.0))
+    feed(state, started("00008", "confirm", "w1", "c7", "t7", of="00007"))
+    feed(state, finished("00008", metric=1.0))
     # the volunteer said 0.0; the trusted re-run says 1.0, no better than best: its claim is ignored
     assert next_judgement(state, AT_ONCE, "minimize") == Judgement(
         "00007", "unconfirmed", reference=1.0, required=0.5, improvement=0.0, runs=1)
@@ -715,9 +719,9 @@ def test_a_run_waits_for_its_parent_s_baseline_on_its_class_still_running_after_
     assert state.best.commit == "b6"  # 00005's parent is no longer best
     waiting = next_judgement(state, AT_ONCE, "minimize")
     assert waiting is None or waiting.trial != "00005"  # not discarded for want of a reference
-    state.apply(finished("00004", metric=0.5))
+    feed(state, finished("00004", metric=0.5))
     judged = next_judgement(state, AT_ONCE, "minimize")
-    assert (judged.trial, judged.verdict, judged.reference) == ("00005", "rebase", 0.5)
+    assert (judged.trial, judged.verdict, judged.reference) == ("00005", "rebased", 0.5)
 
 
 # -- the larger step first; a rebased winner's re-run is its confirmation ------------------
@@ -737,7 +741,7 @@ def _rebased_onto_b5_with_baselines(run_metric: float, **rerun: Any) -> SwarmSta
 def test_a_rebased_winner_that_wins_again_on_the_new_best_is_accepted_without_a_confirmation() -> None:
     state = _rebased_onto_b5_with_baselines(-0.75)
     assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00008", "accept", reference=0.0, required=0.5, improvement=0.75, runs=1)
+        "00008", "accepted", reference=0.0, required=0.5, improvement=0.75, runs=1)
 
 
 def test_a_rebased_winner_that_no_longer_wins_is_discarded() -> None:
@@ -749,11 +753,11 @@ def test_a_rebased_winner_still_owes_the_confirmations_beyond_the_first() -> Non
     twice = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=2)
     state = _rebased_onto_b5_with_baselines(-0.75)
     judgement = next_judgement(state, twice, "minimize")
-    state.apply(verdict(judgement.trial, judgement.verdict, improvement=judgement.improvement))
+    feed(state, verdict(judgement.trial, judgement.verdict, improvement=judgement.improvement))
     assert judgement.verdict == "promising"
     assert assign(state, "w0", LIVE, twice, None) == Assignment(
         "evaluate", "confirm", "r4", "u4", "b5", of="00008")
-    state.apply(started("00009", "confirm", "w0", "r4", "u4", parent="b5", of="00008"))
+    feed(state, started("00009", "confirm", "w0", "r4", "u4", parent="b5", of="00008"))
     assert assign(state, "w1", LIVE, twice, None).kind != "confirm"  # one owed, not two
 
 
@@ -778,13 +782,13 @@ def test_a_smaller_step_waits_while_a_larger_one_on_the_same_best_is_being_confi
 def test_once_the_larger_step_is_confirmed_it_is_accepted_first() -> None:
     state = _two_promising([finished("00007", metric=0.0)])
     assert (next_judgement(state, ACCEPT, "minimize").trial,
-            next_judgement(state, ACCEPT, "minimize").verdict) == ("00005", "accept")
+            next_judgement(state, ACCEPT, "minimize").verdict) == ("00005", "accepted")
 
 
 def test_a_lost_confirmation_of_the_larger_step_lets_the_smaller_one_through() -> None:
     state = _two_promising([finished("00007", "lost")])
     assert next_judgement(state, ACCEPT, "minimize") == Judgement(
-        "00004", "accept", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75, runs=2)
+        "00004", "accepted", reference=1.0, required=2.0 * math.sqrt(0.125 / 3), improvement=0.75, runs=2)
 
 
 def test_a_volunteer_s_larger_claimed_gain_holds_back_nobody() -> None:
@@ -814,10 +818,10 @@ def test_a_larger_stale_winner_re_running_on_best_holds_a_smaller_accept_back() 
         started("00006", "baseline", "w0", "b5", "t5", parent="b5"), finished("00006", metric=0.25),
         started("00007", "baseline", "w1", "b5", "t5", parent="b5"), finished("00007", metric=0.75),
         started("00008", "candidate", "w2", "r4", "u4", parent="b5", of="00004")])
-    state.apply(started("00009", "candidate", "w0", "c9", "t9", parent="b5"))
-    state.apply(finished("00009", metric=-0.25))  # beats b5 (0.5) by 0.75 > 0.5: but 00004 won by 1.0
+    feed(state, started("00009", "candidate", "w0", "c9", "t9", parent="b5"))
+    feed(state, finished("00009", metric=-0.25))  # beats b5 (0.5) by 0.75 > 0.5: but 00004 won by 1.0
     assert next_judgement(state, AT_ONCE, "minimize") is None
-    state.apply(finished("00008", metric=-0.5))
+    feed(state, finished("00008", metric=-0.5))
     assert next_judgement(state, AT_ONCE, "minimize").trial == "00008"
 
 
@@ -828,5 +832,5 @@ def test_the_rebased_winner_with_the_largest_gain_runs_first() -> None:
                        verdict("00004", "rebased", commit="r4", tree="u4", parent="b6", improvement=0.5),
                        verdict("00005", "rebased", commit="r5", tree="u5", parent="b6", improvement=0.75)])
     for trial, worker in (("00007", "w0"), ("00008", "w1")):  # best's other two runs, in flight
-        state.apply(started(trial, "baseline", worker, "b6", "t6", parent="b6"))
+        feed(state, started(trial, "baseline", worker, "b6", "t6", parent="b6"))
     assert assign(state, "w2", LIVE, AT_ONCE, None).commit == "r5"

@@ -7,17 +7,17 @@ from typing import Any
 import pytest
 
 from swarm.core.config import PriceSpec, ProposerSpec
+from swarm.core.values import Cost, TrialDigest
+from tests.fake_llm import FakeLLM, Step
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 from workers.proposers.llm import LLMProposer
-from tests.fake_llm import FakeLLM, Step
 
 __all__: list[str] = []
 
 TRAIN = "import math\n\nLR = 0.04\n\nSTEPS = 500\n"
 CONTEXT = ProposalContext(program="Lower the loss.", files={"train.py": TRAIN}, editable=("train.py",),
                           readonly=("prepare.py",),
-                          recent=[{"hypothesis": "LR 0.04 -> 0.08", "status": "ok", "metric": 1.5,
-                                   "verdict": "discard"}])
+                          recent=(TrialDigest("00001", "w1", "LR 0.04 -> 0.08", "ok", 1.5, "discard"),))
 GOOD = "Hypothesis: a lower LR\ntrain.py\n<<<<<<< SEARCH\nLR = 0.04\n=======\nLR = 0.03\n>>>>>>> REPLACE\n"
 MALFORMED = "I think the learning rate is too high."
 OUT_OF_SCOPE = "Hypothesis: cheat\nprepare.py\n<<<<<<< SEARCH\n=======\nx = 1\n>>>>>>> REPLACE\n"
@@ -43,8 +43,8 @@ def propose(fake: FakeLLM, provider: str = "openai", **spec: Any) -> tuple[Propo
 def test_a_good_reply_becomes_a_proposal_with_its_cost(provider: str) -> None:
     with FakeLLM([Step(GOOD)]) as fake:
         result, _ = propose(fake, provider)
-    assert result == Proposal({"train.py": TRAIN.replace("0.04", "0.03")}, "a lower LR", 1000, 100,
-                              pytest.approx(0.0045))
+    assert result == Proposal({"train.py": TRAIN.replace("0.04", "0.03")}, "a lower LR",
+                              Cost(1000, 100, pytest.approx(0.0045)))
     [request] = fake.requests
     assert request["path"] == ("/v1/chat/completions" if provider == "openai" else "/v1/messages")
     text = str(request["body"])
@@ -62,7 +62,7 @@ def test_anthropic_requests_mark_the_stable_prefix_for_caching() -> None:
 def test_an_unusable_reply_is_retried_once_with_the_error_shown() -> None:
     with FakeLLM([Step(MALFORMED), Step(GOOD)]) as fake:
         result, _ = propose(fake)
-    assert isinstance(result, Proposal) and (result.tokens_in, result.tokens_out) == (2000, 200)
+    assert isinstance(result, Proposal) and (result.cost.tokens_in, result.cost.tokens_out) == (2000, 200)
     last = fake.requests[1]["body"]["messages"][-1]["content"]
     assert last.startswith("That reply could not be used: the reply has no `Hypothesis: <one line>` line")
 
@@ -77,7 +77,7 @@ def test_a_second_unusable_reply_fails_the_proposal_with_the_reason_and_its_cost
         replies: list[str], reason: str) -> None:
     with FakeLLM([Step(r) for r in replies]) as fake:
         result, _ = propose(fake)
-    assert result == ProposalFailure(reason, 2000, 200, pytest.approx(0.009))
+    assert result == ProposalFailure(reason, Cost(2000, 200, pytest.approx(0.009)))
     assert len(fake.requests) == 2
 
 
@@ -112,7 +112,7 @@ def test_a_bad_request_is_not_retried() -> None:
 def test_without_a_price_override_the_cost_comes_from_litellms_table() -> None:
     with FakeLLM([Step(GOOD, prompt_tokens=1_000_000, completion_tokens=0)]) as fake:
         result, _ = propose(fake, model="openai/gpt-4o", price=None)
-    assert isinstance(result, Proposal) and result.cost_usd > 0.5  # gpt-4o: dollars per million in
+    assert isinstance(result, Proposal) and result.cost.usd > 0.5  # gpt-4o: dollars per million in
 
 
 # The fake itself must speak the protocols as the real SDKs expect, streaming included.

@@ -43,11 +43,11 @@ def test_llm_workers_improve_best_pay_for_it_and_stop_at_max_cost(local_ray, tmp
             "proposer.api_base": fake.openai_base, "proposer.price": PRICE,
             "proposer.retry_base_s": 0.1})
         status = run_swarm(RunOptions(config, tmp_path / "run"))
-    assert status["accepted"] >= 1
-    assert status["best"]["mean"] < status["baseline"]["mean"] - 1.0
-    assert status["stop_reason"].startswith("max_cost_usd reached")
-    assert status["evaluations"] < 60
-    assert status["cost_usd"] == pytest.approx(0.0045 * len(fake.requests))
+    assert status.accepted >= 1
+    assert status.best.mean < status.baseline.mean - 1.0
+    assert status.stop_reason.startswith("max_cost_usd reached")
+    assert status.evaluations < 60
+    assert status.cost_usd == pytest.approx(0.0045 * len(fake.requests))
     events = [json.loads(line) for line in (tmp_path / "run" / "ledger.jsonl").read_text().splitlines()]
     paid = [e for e in events if e.get("cost_usd")]
     assert paid and all(e["event"] in ("trial_started", "proposal_failed") for e in paid)

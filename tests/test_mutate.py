@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from swarm.core.values import Cost
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 from workers.proposers.mutate import MutateProposer, Tunable, apply_value, find_tunables, perturb
 
@@ -148,7 +149,7 @@ def test_proposer_hypothesis_shows_the_literals_as_written() -> None:
     proposal = MutateProposer(seed=0).propose(ProposalContext(program="", files=files))
     assert isinstance(proposal, Proposal)
     assert proposal.hypothesis == 'OPTIMIZER "sgd" -> "adam"'
-    assert (proposal.tokens_in, proposal.tokens_out, proposal.cost_usd) == (0, 0, 0.0)
+    assert proposal.cost == Cost()
 
 
 def test_proposer_fails_with_a_reason_when_nothing_is_tunable() -> None:

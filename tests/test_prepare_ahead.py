@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from coordinator.service import Coordinator
-from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
-from workers.proposers.mutate import MutateProposer
+from swarm.core.values import WorkerSite
 from tests.test_coordinator_inprocess import Serialized, quadratic_config
 from workers.loop import WorkerLoop
+from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
+from workers.proposers.mutate import MutateProposer
 
 Interval = tuple[float, float]
 PROPOSE_S = 0.3  # long enough that a proposal made during a 0.4 s trial surely overlaps it
@@ -64,7 +65,7 @@ def run_one_worker(tmp_path: Path, prepare_ahead: bool) -> tuple[list[Interval],
                                "acceptance.confirm_runs": 0, "workers.prepare_ahead": prepare_ahead})
     coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
     proposer = SlowProposer()
-    loop = TimedLoop("w0", config, Serialized(coordinator), tmp_path / "w0", proposer, {"hardware": "cpu:test"})
+    loop = TimedLoop("w0", config, Serialized(coordinator), tmp_path / "w0", proposer, WorkerSite(hardware="cpu:test"))
     errors: list[BaseException] = []
 
     def work() -> None:

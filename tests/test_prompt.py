@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from workers.proposers.base import ProposalContext
+from swarm.core.values import TrialDigest
+from workers.proposers.base import AcceptedChange, ProposalContext
 from workers.proposers.prompt import FORMAT_RULES, system_prompt, user_prompt
 
 __all__: list[str] = []
 
 CONTEXT = ProposalContext(
     program="Lower the loss.", files={"train.py": "LR = 0.04"}, editable=("train.py",), readonly=("prepare.py",),
-    recent=[{"hypothesis": "LR up", "status": "ok", "metric": 1.25, "verdict": "discard"},
-            {"hypothesis": "broke it", "status": "crash", "metric": None, "verdict": None}],
-    winners=[{"hypothesis": "DEPTH 4 -> 3", "metric": "val_bpb=3.01", "diff": "-DEPTH = 4\n+DEPTH = 3"}],
+    recent=(TrialDigest("00001", "w0", "LR up", "ok", 1.25, "discard"),
+            TrialDigest("00002", "w1", "broke it", "crash", None, None)),
+    winners=(AcceptedChange("DEPTH 4 -> 3", "val_bpb=3.01", "-DEPTH = 4\n+DEPTH = 3"),),
     last_failure="your last change (broke it) ended as crash: exit code 1\nTraceback: boom")
 
 

@@ -15,16 +15,16 @@ from rich.console import Console
 
 from coordinator.service import Coordinator
 from coordinator.status import load_status
-from swarm.shell.cli import main
 from swarm.core.config import SwarmConfig, load_config
+from swarm.core.values import EVALUATED_STATUSES, WorkerSite
+from swarm.shell.cli import main
 from swarm.shell.progress import render_status
-from workers.proposers.mutate import MutateProposer
 from swarm.shell.report.lineage import lineage_of
 from swarm.shell.report.progress_chart import draw_progress
 from swarm.shell.report.writer import load_facts, write_report
-from swarm.core.values import EVALUATED_STATUSES
 from tests.synthetic_ledger import write_synthetic_run
 from workers.loop import WorkerLoop
+from workers.proposers.mutate import MutateProposer
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,7 +53,7 @@ def run_one_worker(config: SwarmConfig, tmp: Path, seed: int = 0) -> Path:
     coordinator = Coordinator(config, tmp / "run", "s1", resume=False)
     try:
         WorkerLoop("w0", config, coordinator, tmp / "w0", MutateProposer(seed=seed),
-                   {"hardware": "cpu:test"}).run()
+                   WorkerSite(hardware="cpu:test")).run()
     finally:
         coordinator.close()
     return tmp / "run"

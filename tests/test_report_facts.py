@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from coordinator.state import SwarmState
+from coordinator.state import replay
+from swarm.core.events import parse_event
 from swarm.shell.report.facts import RunFacts, run_facts
 from swarm.shell.report.lineage import lineage_of
 
@@ -59,10 +60,8 @@ def _ledger() -> list[dict]:
 @pytest.fixture(scope="module")
 def facts() -> RunFacts:
     events = _ledger()
-    state = SwarmState()
-    for event in events:
-        state.apply(event)
-    return run_facts(state, events)
+    typed = [parse_event(e) for e in events]
+    return run_facts(replay(typed), typed)
 
 
 def test_spread_is_pooled_within_classes_and_gains_compare_a_class_with_itself(facts: RunFacts) -> None:

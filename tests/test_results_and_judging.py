@@ -1,4 +1,4 @@
-"""results.tsv rows (coordinator/results.py) and a worker's own conclusions (workers/judging.py)."""
+"""results.tsv rows (coordinator/results.py) and a worker's own conclusions (workers/classify.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from coordinator.results import ResultsFile, result_status, results_rows, write_results
+from coordinator.results import ResultsFile, result_status
 from coordinator.state import SwarmState, TrialRecord
-from workers.sandbox import SandboxResult
+from swarm.core.events import parse_event
 from swarm.core.scope import matching_paths, readonly_violation, scope_violation
 from workers.classify import classify_run
+from workers.sandbox import SandboxResult
 
 
 def trial(kind: str = "candidate", status: str | None = "ok", verdict: str | None = None,
@@ -23,8 +24,14 @@ def trial(kind: str = "candidate", status: str | None = "ok", verdict: str | Non
 def replay(events: list[dict[str, Any]]) -> SwarmState:
     state = SwarmState()
     for event in events:
-        state.apply(event)
+        state.apply(parse_event(event))
     return state
+
+
+def rows(state: SwarmState, metric_name: str, path: Path) -> list[list[str]]:
+    """results.tsv as a new ResultsFile writes it from `state` (nothing cached), split in cells."""
+    ResultsFile(path, metric_name).write(state)
+    return [line.split("\t") for line in path.read_text().splitlines()]
 
 
 # -- result_status -----------------------------------------------------------------------
@@ -57,7 +64,7 @@ def test_failed_baseline_shows_its_failure_not_its_kind() -> None:
     assert result_status(trial(kind="baseline", status="crash")) == "crash"
 
 
-# -- results_rows ------------------------------------------------------------------------
+# -- results.tsv -------------------------------------------------------------------------
 
 EVENTS = [
     {"event": "run_started", "commit": "c0ffee0123", "tree": "t0", "readonly_hashes": {},
@@ -93,20 +100,21 @@ EVENTS = [
 ]
 
 
-def test_memory_column_falls_back_to_peak_rss_when_there_is_no_gpu_memory() -> None:
+def test_memory_column_falls_back_to_peak_rss_when_there_is_no_gpu_memory(tmp_path: Path) -> None:
     events = [*EVENTS[:3], {"event": "trial_finished", "trial": "00001", "status": "ok", "metric": 3.1,
                             "metrics": {"val_bpb": 3.1, "peak_vram_mb": 0.0, "peak_rss_mb": 2560.0}}]
-    assert results_rows(replay(events), "val_bpb")[1][:4] == ["c0ffee0", "3.100000", "2.5", "baseline"]
+    assert rows(replay(events), "val_bpb", tmp_path / "r.tsv")[1][:4] == [
+        "c0ffee0", "3.100000", "2.5", "baseline"]
 
 
-def test_results_rows_header_uses_the_metric_name() -> None:
-    assert results_rows(replay(EVENTS[:2]), "val_bpb") == [
+def test_results_header_uses_the_metric_name(tmp_path: Path) -> None:
+    assert rows(replay(EVENTS[:2]), "val_bpb", tmp_path / "r.tsv") == [
         ["commit", "val_bpb", "memory_gb", "status", "description", "trial", "worker", "cost_usd"]]
 
 
-def test_results_rows_content() -> None:
+def test_results_content(tmp_path: Path) -> None:
     state = replay(EVENTS + [{"event": "trial_finished", "trial": "00005", "status": "lost"}])
-    assert results_rows(state, "val_bpb")[1:] == [
+    assert rows(state, "val_bpb", tmp_path / "r.tsv")[1:] == [
         ["c0ffee0", "0.997900", "44.0", "baseline", "baseline run of best", "00001", "w0", "0.000000"],
         ["abcdef0", "0.000000", "0.0", "crash", "double the LR", "00002", "w1", "0.000000"],
         ["1234567", "0.980000", "1.0", "rebased", "warmup 5%", "00003", "w0", "0.000000"],
@@ -115,34 +123,28 @@ def test_results_rows_content() -> None:
     ]
 
 
-def test_results_rows_leave_out_trials_in_flight() -> None:
-    assert [row[5] for row in results_rows(replay(EVENTS), "val_bpb")[1:]] == [
+def test_results_leave_out_trials_in_flight(tmp_path: Path) -> None:
+    assert [row[5] for row in rows(replay(EVENTS), "val_bpb", tmp_path / "r.tsv")[1:]] == [
         "00001", "00002", "00003", "00004"]
 
 
-def test_write_results_replaces_the_file_without_leaving_scratch(tmp_path: Path) -> None:
+def test_results_replace_the_file_without_leaving_scratch(tmp_path: Path) -> None:
     path = tmp_path / "results.tsv"
     path.write_text("old\n")
-    write_results(path, [["trial", "score"], ["00001", "1.000000"]])
-    assert path.read_text() == "trial\tscore\n00001\t1.000000\n"
+    ResultsFile(path, "score").write(replay(EVENTS[:2]))
+    assert path.read_text().startswith("commit\tscore\t")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.tsv"]
 
 
-def test_write_results_flattens_tabs_and_newlines(tmp_path: Path) -> None:
-    path = tmp_path / "results.tsv"
-    write_results(path, [["00001", "try\tthis\nand  that\r\n"]])
-    assert path.read_text() == "00001\ttry this and that\n"
-
-
-def test_written_state_has_one_line_per_row(tmp_path: Path) -> None:
+def test_a_hypothesis_with_tabs_and_newlines_stays_on_its_line(tmp_path: Path) -> None:
     path = tmp_path / "results.tsv"
     events = EVENTS[:3] + [{"event": "trial_finished", "trial": "00001", "status": "ok",
                             "metric": 1.0}]
-    events[2] = dict(events[2], hypothesis="multi\nline\thypothesis")
-    write_results(path, results_rows(replay(events), "score"))
+    events[2] = dict(events[2], hypothesis="multi\nline\thypothesis\r\nand  that")
+    ResultsFile(path, "score").write(replay(events))
     assert path.read_text() == (
         "commit\tscore\tmemory_gb\tstatus\tdescription\ttrial\tworker\tcost_usd\n"
-        "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis\t00001\tw0\t0.000000\n")
+        "c0ffee0\t1.000000\t0.0\tbaseline\tmulti line hypothesis and that\t00001\tw0\t0.000000\n")
 
 
 def test_results_file_kept_in_step_event_by_event_matches_a_full_rewrite(tmp_path: Path) -> None:
@@ -151,9 +153,9 @@ def test_results_file_kept_in_step_event_by_event_matches_a_full_rewrite(tmp_pat
     results = ResultsFile(kept, "val_bpb")
     state = SwarmState()
     for event in [*EVENTS, {"event": "trial_finished", "trial": "00005", "status": "lost"}]:
-        state.apply(event)
+        state.apply(parse_event(event))
         results.write(state)
-        write_results(fresh, results_rows(state, "val_bpb"))
+        ResultsFile(fresh, "val_bpb").write(state)  # nothing cached: every line formatted anew
         assert kept.read_text() == fresh.read_text()
     assert "\trebased\twarmup 5%\t00003\t" in kept.read_text()  # its line followed its verdicts
 

@@ -16,8 +16,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from coordinator.state import SwarmState  # noqa: E402
+from coordinator.status import replay_run  # noqa: E402
 from swarm.core.config import load_config  # noqa: E402
-from swarm.shell.driver import CoordinatorLost, RunOptions, coordinator_name, run_swarm  # noqa: E402
+from swarm.core.errors import CoordinatorLost  # noqa: E402
+from swarm.shell.driver import RunOptions, coordinator_name, run_swarm  # noqa: E402
 from tests.conftest import local_ray as start_local_ray  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -42,10 +44,7 @@ def events(run_dir: Path) -> list[dict]:
 
 
 def replay(run_dir: Path) -> SwarmState:
-    state = SwarmState()
-    for event in events(run_dir):
-        state.apply(event)
-    return state
+    return replay_run(run_dir)[1]
 
 
 def assert_every_trial_once(run_dir: Path) -> Counter:
@@ -84,8 +83,8 @@ def run_in_thread(options: RunOptions) -> tuple[threading.Thread, dict]:
 def test_three_workers_improve_best_and_record_every_trial_once(local_ray, tmp_path):
     run_dir = tmp_path / "run"
     status = run_swarm(RunOptions(quadratic(max_trials=24), run_dir))
-    assert status["best"]["mean"] < status["baseline"]["mean"] - 0.5
-    assert status["accepted"] >= 1
+    assert status.best.mean < status.baseline.mean - 0.5
+    assert status.accepted >= 1
     statuses = assert_every_trial_once(run_dir)
     assert statuses["lost"] == 0
     workers = {e["worker"] for e in events(run_dir) if e["event"] == "trial_started"}
@@ -106,7 +105,7 @@ def test_coordinator_restarted_by_ray_mid_run_loses_nothing(local_ray, tmp_path)
     assert "error" not in outcome, outcome.get("error")
     statuses = assert_every_trial_once(run_dir)
     assert sum(1 for e in events(run_dir) if e["event"] == "session_started") == 1
-    assert outcome["status"]["best"]["mean"] < outcome["status"]["baseline"]["mean"]
+    assert outcome["status"].best.mean < outcome["status"].baseline.mean
     assert statuses["lost"] <= 3  # at most the trials whose next_work answer died with it
 
 
@@ -127,7 +126,7 @@ def test_resume_after_coordinator_killed_for_good_keeps_best_and_every_trial(loc
     assert before.best.commit in [b.commit for b in after.history]  # best only moved forward
     assert {t: after.trials[t].status for t in done_before} == done_before  # nothing rewritten
     assert all(after.trials[t].status == "lost" for t in before.inflight)
-    assert status["best"]["mean"] <= replay_best_mean(before) + 0.1
+    assert status.best.mean <= replay_best_mean(before) + 0.1
     assert len(after.trials) > len(before.trials)
 
 
@@ -142,8 +141,7 @@ def test_worker_killed_mid_trial_loses_only_that_trial_and_is_replaced(local_ray
     thread, outcome = run_in_thread(RunOptions(config, run_dir))
     wait_for(lambda: finished_count(run_dir) >= 1)
     coordinator = ray.get_actor(coordinator_name(run_dir))
-    pids = {w: info["pid"] for w, info in ray.get(coordinator.status.remote())["workers"].items()
-            if info.get("pid")}
+    pids = {w: row.pid for w, row in ray.get(coordinator.status.remote()).workers.items() if row.pid}
 
     def a_trial_just_started() -> tuple[str, str] | None:
         # The ledger, not a snapshot. A trial started under a second ago has 4 s of its 5 s
@@ -180,7 +178,7 @@ def test_a_run_directory_a_live_driver_runs_is_refused_and_an_orphaned_coordinat
         run_swarm(RunOptions(config, run_dir, resume=True))  # it was heard from just now
     time.sleep(1.5)
     status = run_swarm(RunOptions(config, run_dir, resume=True, orphaned_after_s=1.0))
-    assert status["stop_reason"] == "max_trials reached (6)"
+    assert status.stop_reason == "max_trials reached (6)"
     sessions = [e["session"] for e in events(run_dir) if e["event"] == "session_started"]
     assert sessions[0] == "killed-driver" and len(sessions) == 2
     with pytest.raises(ValueError):
@@ -193,8 +191,8 @@ def test_workers_the_coordinator_sent_home_are_not_replaced(local_ray, tmp_path,
     seen: set[str] = set()
     caplog.set_level(logging.INFO, logger="swarm.driver")
     status = run_swarm(RunOptions(quadratic(max_trials=6), tmp_path / "run", poll_s=3.0,
-                                  on_status=lambda s: seen.update(s.get("workers", {}))))
-    assert status["stop_reason"]
+                                  on_status=lambda s: seen.update(s.workers if s else {})))
+    assert status.stop_reason
     assert seen <= {"w0", "w1", "w2"}
     started = [r.getMessage() for r in caplog.records if "started on node" in r.getMessage()]
     assert len(started) == 3, started

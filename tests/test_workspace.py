@@ -242,7 +242,7 @@ def test_winners_are_best_lineage_newest_first_with_metric_and_diff(space: Works
     second = upstream.commit_on(first, {"notes.txt": "two\n"}, "second win\n\nSwarm-Metric: val_bpb=2.4")
     space.receive(upstream.bundle(second, upstream.base))
     winners = space.winners(second, limit=5)
-    assert [(w["hypothesis"], w["metric"]) for w in winners] == [
+    assert [(w.hypothesis, w.metric) for w in winners] == [
         ("second win", "val_bpb=2.4"), ("first win", "val_bpb=2.5")]  # the root commit is no winner
-    assert "-one\n+two" in winners[0]["diff"]
-    assert space.winners(second, limit=1, max_diff_chars=10)[0]["diff"].endswith("\n[diff cut]")
+    assert "-one\n+two" in winners[0].diff
+    assert space.winners(second, limit=1, max_diff_chars=10)[0].diff.endswith("\n[diff cut]")

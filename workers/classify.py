@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers.sandbox import SandboxResult
 from workers.result_block import metric_value, numeric_metrics, parse_summary
+from workers.sandbox import SandboxResult
 
 __all__ = ["classify_run"]
 

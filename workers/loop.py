@@ -10,7 +10,6 @@ import logging
 import os
 import platform
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -18,18 +17,27 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from swarm.core import gitops
 from swarm.core.config import SwarmConfig
+from swarm.core.scope import readonly_violation, scope_violation
+from swarm.core.values import (
+    Admission,
+    CandidateInfo,
+    Cost,
+    TrialDigest,
+    TrialOutcome,
+    WorkerSite,
+    WorkUnit,
+)
+from workers.classify import classify_run
+from workers.hardware import hardware_class
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 from workers.sandbox import SandboxResult, run_sandboxed, scrubbed_env
-from swarm.core.values import CandidateInfo, TrialOutcome, WorkUnit
-from swarm.core.scope import readonly_violation, scope_violation
-from workers.classify import classify_run
 from workers.workspace import Workspace
 
-__all__ = ["CoordinatorClient", "WorkerLoop", "hardware_class", "PROPOSAL_ATTEMPTS"]
+__all__ = ["CoordinatorCalls", "WorkerLoop", "PROPOSAL_ATTEMPTS", "expanded_env"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +55,16 @@ BEST_POLL_S = 5.0
 SPARE_PROPOSALS = 2
 
 
-class CoordinatorClient(Protocol):
-    def hello(self, worker_id: str, where: dict[str, Any]) -> dict[str, Any]: ...
+class CoordinatorCalls(Protocol):
+    """The coordinator's methods a worker calls: `coordinator.client.CoordinatorClient` in a
+    swarm, the `Coordinator` object itself in tests."""
+
+    def hello(self, worker_id: str, site: WorkerSite) -> dict[str, str]: ...
     def next_work(self, worker_id: str, have: str | None,
-                  where: dict[str, Any] | None = None) -> WorkUnit: ...
-    def begin_candidate(self, info: CandidateInfo) -> tuple[str | None, str | None]: ...
+                  site: WorkerSite | None = None) -> WorkUnit: ...
+    def begin_candidate(self, info: CandidateInfo) -> Admission: ...
     def report(self, outcome: TrialOutcome) -> None: ...
-    def proposal_failed(self, worker_id: str, reason: str, cost_usd: float = 0.0) -> None: ...
+    def proposal_failed(self, worker_id: str, reason: str, cost: Cost = Cost()) -> None: ...
     def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]: ...
 
 
@@ -72,43 +83,25 @@ class Candidate:
 Prepared = dict[str, "Candidate | ProposalFailure"]
 
 
-def hardware_class() -> str:
-    """The kind of machine a metric was measured on (noise and baselines are per class): the
-    model of the first GPU this worker was given, else the CPU model."""
-    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
-    if gpus:
-        try:  # nvidia-smi numbers GPUs as the machine does, as Ray's CUDA_VISIBLE_DEVICES does
-            found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
-                                    "-i", gpus[0].strip()], capture_output=True, text=True, timeout=20)
-            if found.returncode == 0 and found.stdout.strip():
-                return "gpu:" + found.stdout.strip().splitlines()[0]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        return "gpu:unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return "cpu:" + " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return f"cpu:{platform.machine()}"
-
-
 class WorkerLoop:
-    def __init__(self, worker_id: str, config: SwarmConfig, client: CoordinatorClient,
-                 root: Path, proposer: Proposer, where: dict[str, Any] | None = None,
+    def __init__(self, worker_id: str, config: SwarmConfig, client: CoordinatorCalls,
+                 root: Path, proposer: Proposer, site: WorkerSite | None = None,
                  best_poll_s: float = BEST_POLL_S) -> None:
+        """`site`: where it runs; its hardware class is measured here when the driver did not
+        know it."""
         self.id = worker_id
         self.config = config
         self.client = client
         self.space = Workspace(root)
         self.proposer = proposer
-        self.where = {"hardware": hardware_class(), "host": platform.node(), **(where or {})}
+        site = site or WorkerSite()
+        self.site = replace(site, hardware=site.hardware or hardware_class(),
+                            host=site.host or platform.node())
         self.have: str | None = None  # the newest best this clone holds
-        self.recent: list[dict] = []
+        self.recent: tuple[TrialDigest, ...] = ()
         self.avoid: frozenset[str] = frozenset()  # trees already tried on `have`
         self.prepared: Future[Prepared] | None = None
-        self.unpaid = Proposal({}, "")  # what dropped proposals cost: charged to the next one
+        self.unpaid = Cost()  # what dropped proposals cost: charged to the next one
         self.last_failure: str | None = None  # shown to the proposer after its own trial failed
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
@@ -116,10 +109,10 @@ class WorkerLoop:
 
     def run(self) -> int:
         """Loops until the coordinator says stop; returns how many trials this worker reported."""
-        self.readonly_hashes = self.client.hello(self.id, self.where)["readonly_hashes"]
+        self.readonly_hashes = self.client.hello(self.id, self.site)
         reported = 0
         try:
-            while (unit := self.client.next_work(self.id, self.have, self.where)).action != "stop":
+            while (unit := self.client.next_work(self.id, self.have, self.site)).action != "stop":
                 reported += self._do(unit)
             self._settle_unused()
         finally:
@@ -131,13 +124,13 @@ class WorkerLoop:
         if self.prepared is not None:
             try:
                 for left in self.prepared.result(timeout=SETTLE_WAIT_S).values():
-                    self.unpaid = _plus(self.unpaid, _cost_of(left))
+                    self.unpaid += _cost_of(left)
             except TimeoutError:
                 pass  # still waiting on its provider; documented as not counted
             self.prepared = None
-        if self.unpaid.cost_usd > 0:
+        if self.unpaid.usd > 0:
             self.client.proposal_failed(self.id, "prepared but never run: the swarm stopped",
-                                        self.unpaid.cost_usd)
+                                        self.unpaid)
 
     def _do(self, unit: WorkUnit) -> int:
         self.space.receive(unit.bundle)
@@ -159,19 +152,18 @@ class WorkerLoop:
     def _propose_and_run(self, parent: str) -> int:
         candidate = self._charged(self._take_prepared(parent) or self._propose(parent, self.avoid))
         if isinstance(candidate, ProposalFailure):
-            self.client.proposal_failed(self.id, candidate.reason, candidate.cost_usd)
+            self.client.proposal_failed(self.id, candidate.reason, candidate.cost)
             return 0
         proposal = candidate.proposal
         info = CandidateInfo(self.id, candidate.parent, candidate.commit, candidate.tree,
-                             proposal.hypothesis, proposal.tokens_in, proposal.tokens_out,
-                             proposal.cost_usd)
-        trial_id, refusal = self.client.begin_candidate(info)
-        if refusal == "stop" and proposal.cost_usd > 0:  # paid for, never to run: still counted
+                             proposal.hypothesis, proposal.cost)
+        admission = self.client.begin_candidate(info)
+        if admission.refusal == "stop" and proposal.cost.usd > 0:  # paid for, never to run: still counted
             self.client.proposal_failed(self.id, "prepared but never run: the swarm stopped",
-                                        proposal.cost_usd)
-        if refusal:
+                                        proposal.cost)
+        if admission.refusal or admission.trial_id is None:
             return 0
-        outcome = self._evaluate(trial_id, candidate.commit, parent=parent)
+        outcome = self._evaluate(admission.trial_id, candidate.commit, parent=parent)
         self.client.report(outcome)
         self.last_failure = None if outcome.status == "ok" else (
             f"your last change ({proposal.hypothesis}) ended as {outcome.status}: {outcome.reason}\n"
@@ -186,9 +178,9 @@ class WorkerLoop:
         ready, self.prepared = dict(self.prepared.result()), None
         chosen = ready.pop(parent, None) or self._moved(ready, parent)
         for left in ready.values():
-            self.unpaid = _plus(self.unpaid, _cost_of(left))
+            self.unpaid += _cost_of(left)
         if isinstance(chosen, Candidate) and chosen.tree in self.avoid:
-            self.unpaid = _plus(self.unpaid, chosen.proposal)
+            self.unpaid += chosen.proposal.cost
             return None
         return chosen
 
@@ -198,7 +190,7 @@ class WorkerLoop:
         for candidate in reversed([c for c in ready.values() if isinstance(c, Candidate)]):
             moved = self.space.rebase(candidate.commit, parent, candidate.proposal.hypothesis)
             if moved is not None:
-                free = replace(candidate.proposal, tokens_in=0, tokens_out=0, cost_usd=0.0)
+                free = replace(candidate.proposal, cost=Cost())
                 return Candidate(parent, moved[0], moved[1], free)
         return None
 
@@ -230,7 +222,7 @@ class WorkerLoop:
 
     def _charged(self, candidate: Candidate | ProposalFailure) -> Candidate | ProposalFailure:
         """candidate with the cost of the proposals dropped before it added to its own."""
-        unpaid, self.unpaid = self.unpaid, Proposal({}, "")
+        unpaid, self.unpaid = self.unpaid, Cost()
         if isinstance(candidate, ProposalFailure):
             return _plus(candidate, unpaid)
         return replace(candidate, proposal=_plus(candidate.proposal, unpaid))
@@ -240,25 +232,26 @@ class WorkerLoop:
         PROPOSAL_ATTEMPTS times; each retry builds on the repeated change."""
         checkout = self.space.start_proposal(parent)
         target = self.config.target
-        unchanging = dict(program=self.space.read_text(self.config.program), recent=list(self.recent),
-                          checkout=checkout, editable=tuple(target.editable), readonly=tuple(target.readonly),
-                          winners=self.space.winners(parent), last_failure=self.last_failure)
+        program, winners = self.space.read_text(self.config.program), self.space.winners(parent)
         spent = Proposal({}, "")  # hypotheses joined, costs summed over the attempts
         for _attempt in range(PROPOSAL_ATTEMPTS):
-            context = ProposalContext(files=self.space.read_files(target.editable), **unchanging)
+            context = ProposalContext(
+                program=program, files=self.space.read_files(target.editable), recent=self.recent,
+                checkout=checkout, editable=tuple(target.editable), readonly=tuple(target.readonly),
+                winners=winners, last_failure=self.last_failure)
             proposal = _ask(self.proposer, context)
             if isinstance(proposal, ProposalFailure):
-                return _plus(proposal, spent)
+                return _plus(proposal, spent.cost)
             hypothesis = "; ".join(h for h in (spent.hypothesis, proposal.hypothesis) if h)
-            spent = replace(_plus(spent, proposal), hypothesis=hypothesis)
+            spent = replace(_plus(spent, proposal.cost), hypothesis=hypothesis)
             try:
                 commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
             except ValueError as exc:  # a path outside the tree: the proposal's fault, not the worker's
-                return _plus(ProposalFailure(str(exc)), spent)
+                return ProposalFailure(str(exc), spent.cost)
             if tree not in avoid:
                 return Candidate(parent, commit, tree, spent)
-        return _plus(ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
-                                     "tried on this parent"), spent)
+        return ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
+                               "tried on this parent", spent.cost)
 
     # -- evaluating -----------------------------------------------------------------------
 
@@ -268,7 +261,7 @@ class WorkerLoop:
         refusal = self._refusal(commit, parent)
         if refusal:
             return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
-                                hardware=self.where["hardware"])
+                                hardware=self.site.hardware)
         trial_over = threading.Event()
         # The next proposal is prepared while the experiment runs, unless the config asks for
         # autoresearch's sequential loop (the duty-cycle bench compares the two).
@@ -282,7 +275,7 @@ class WorkerLoop:
         status, metric, metrics, reason = classify_run(
             result, self.config.target.metric.name, guard_exit=guard_exit, tampered=tampered)
         return TrialOutcome(trial_id, self.id, status, metric, metrics, result.seconds,
-                            self.where["hardware"], reason, output, bundle)
+                            self.site.hardware, reason, output, bundle)
 
     def _refusal(self, commit: str, parent: str) -> str | None:
         target = self.config.target
@@ -337,14 +330,13 @@ def expanded_env(env: Mapping[str, str]) -> dict[str, str]:
 _Costly = TypeVar("_Costly", Proposal, ProposalFailure)
 
 
-def _plus(item: _Costly, spent: Proposal | ProposalFailure) -> _Costly:
-    """item with the tokens and dollars of spent added to its own."""
-    return replace(item, tokens_in=item.tokens_in + spent.tokens_in,
-                   tokens_out=item.tokens_out + spent.tokens_out, cost_usd=item.cost_usd + spent.cost_usd)
+def _plus(item: _Costly, spent: Cost) -> _Costly:
+    """item with `spent` added to its own cost."""
+    return replace(item, cost=item.cost + spent)
 
 
-def _cost_of(prepared: Candidate | ProposalFailure) -> Proposal | ProposalFailure:
-    return prepared.proposal if isinstance(prepared, Candidate) else prepared
+def _cost_of(prepared: Candidate | ProposalFailure) -> Cost:
+    return prepared.proposal.cost if isinstance(prepared, Candidate) else prepared.cost
 
 
 def _ask(proposer: Proposer, context: ProposalContext) -> Proposal | ProposalFailure:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from swarm.core import gitops
 from swarm.core.scope import matching_paths
+from workers.proposers.base import AcceptedChange
 
 __all__ = ["Workspace"]
 
@@ -69,18 +70,20 @@ class Workspace:
         tree = self._proposal_repo.git.write_tree()
         return gitops.commit_tree(self.repo, tree, parent, message), tree
 
-    def winners(self, best: str, limit: int = 3, max_diff_chars: int = 3000) -> list[dict]:
+    def winners(self, best: str, limit: int = 3, max_diff_chars: int = 3000) -> tuple[AcceptedChange, ...]:
         """The latest accepted changes on best's lineage, newest first, with their diffs."""
         found = []
         commit = self.repo.commit(best)
         while commit.parents and len(found) < limit:
             parent = commit.parents[0]
             diff = self.repo.git.diff(parent.hexsha, commit.hexsha)
-            found.append({"hypothesis": commit.message.strip().splitlines()[0],
-                          "metric": commit.trailers_dict.get("Swarm-Metric", [""])[0],
-                          "diff": diff[:max_diff_chars] + ("\n[diff cut]" if len(diff) > max_diff_chars else "")})
+            message = str(commit.message)
+            found.append(AcceptedChange(
+                hypothesis=message.strip().splitlines()[0] if message.strip() else "",
+                metric=commit.trailers_dict.get("Swarm-Metric", [""])[0],
+                diff=diff[:max_diff_chars] + ("\n[diff cut]" if len(diff) > max_diff_chars else "")))
             commit = parent
-        return found
+        return tuple(found)
 
     def rebase(self, commit: str, onto: str, message: str) -> tuple[str, str] | None:
         """Replays a prepared proposal onto a newer best; None when it conflicts."""

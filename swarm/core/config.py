@@ -58,7 +58,7 @@ class TargetSpec(_Strict):
         return env
 
     @model_validator(mode="after")
-    def _timeout_covers_budget(self) -> "TargetSpec":
+    def _timeout_covers_budget(self) -> TargetSpec:
         if self.timeout_s < self.budget_s:
             raise ValueError(f"timeout_s ({self.timeout_s}) must be >= budget_s ({self.budget_s})")
         return self
@@ -83,7 +83,7 @@ class WorkersSpec(_Strict):
         raise ValueError(f"should be auto or a whole number >= 1 (got {count!r})")
 
     @model_validator(mode="after")
-    def _some_resource(self) -> "WorkersSpec":
+    def _some_resource(self) -> WorkersSpec:
         if self.gpus_per_worker == 0 and self.cpus_per_worker == 0:
             raise ValueError("gpus_per_worker and cpus_per_worker cannot both be 0: a worker "
                              "must occupy something, or any number would fit on one node")
@@ -126,7 +126,7 @@ class ProposerSpec(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _each_kind_has_what_it_needs(self) -> "ProposerSpec":
+    def _each_kind_has_what_it_needs(self) -> ProposerSpec:
         if self.kind == "llm" and not self.model:
             raise ValueError("kind llm needs model (e.g. anthropic/claude-sonnet-4-5 or openai/gpt-4o)")
         if self.kind == "agent" and not self.command:
@@ -157,7 +157,7 @@ class SwarmConfig(_Strict):
     acceptance: AcceptanceSpec = AcceptanceSpec()
     stop: StopSpec = StopSpec()
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "SwarmConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> SwarmConfig:
         """Returns a copy with dotted keys (e.g. 'stop.max_trials') replaced; None means unset."""
         data = self.model_dump()
         for dotted, value in overrides.items():

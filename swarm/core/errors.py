@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SwarmError", "ConfigError", "GitError", "RunDirError"]
+__all__ = ["SwarmError", "ConfigError", "GitError", "RunDirError", "CoordinatorLost", "CoordinatorUnreachable"]
 
 
 class SwarmError(Exception):
@@ -19,3 +19,12 @@ class GitError(SwarmError):
 
 class RunDirError(SwarmError):
     """A run directory that cannot be created, resumed or read."""
+
+
+class CoordinatorLost(SwarmError):
+    """The coordinator died for good; the run directory holds everything it had recorded."""
+
+
+class CoordinatorUnreachable(SwarmError):
+    """The coordinator did not answer a call until its deadline (it may be overloaded, or its
+    node cut off); nothing it recorded is lost."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from swarm.core.errors import RunDirError
+from swarm.core.events import EventError, LedgerEvent, RunStarted, event_json, parse_event
 
 __all__ = ["Ledger", "read_events"]
 
@@ -24,31 +23,37 @@ class Ledger:
         self._file = open(path, "a", encoding="utf-8")
 
     @classmethod
-    def create(cls, path: Path, first: dict[str, Any]) -> "Ledger":
-        """A new ledger holding `first`, created atomically: never an empty ledger on disk."""
+    def create(cls, path: Path, first: RunStarted) -> tuple[Ledger, RunStarted]:
+        """A new ledger holding `first`, created atomically: never an empty ledger on disk.
+        Returns the ledger and the event as written."""
+        stamped = _stamped(first)
         scratch = path.with_suffix(".jsonl.tmp")
         with open(scratch, "w", encoding="utf-8") as file:
-            file.write(json.dumps({"ts": round(time.time(), 3), **first},
-                                  separators=(",", ":")) + "\n")
+            file.write(event_json(stamped) + "\n")
             file.flush()
             os.fsync(file.fileno())
         os.replace(scratch, path)
-        return cls(path)
+        return cls(path), stamped
 
-    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+    def append(self, event: LedgerEvent) -> LedgerEvent:
         """Writes the event with a timestamp; returns it as written."""
-        record = {"ts": round(time.time(), 3), **event}
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        stamped = _stamped(event)
+        self._file.write(event_json(stamped) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        return record
+        return stamped
 
     def close(self) -> None:
         self._file.close()
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Yields the events in order; a bad line (other than a torn last one) is an error naming it."""
+def _stamped(event: LedgerEvent) -> LedgerEvent:
+    return event.model_copy(update={"ts": round(time.time(), 3)})
+
+
+def read_events(path: Path) -> Iterator[LedgerEvent]:
+    """Yields the events in order, each parsed once; a bad line (other than a torn last one)
+    is an error naming the file, the line and what is wrong with it."""
     if not path.exists():
         return
     with open(path, encoding="utf-8") as file:
@@ -56,12 +61,12 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
+                yield parse_event(line)
+            except EventError as exc:
                 if not line.endswith("\n"):
                     return  # torn by a crash mid-append: never acknowledged, so not lost
-                raise RunDirError(f"{path}:{number}: not a JSON event ({exc.msg}); "
-                                  "the ledger is append-only: restore it from a copy") from None
+                raise RunDirError(f"{path}:{number}: {exc}; the ledger is append-only: "
+                                  "restore it from a copy") from None
 
 
 def _drop_torn_tail(path: Path) -> None:

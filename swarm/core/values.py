@@ -1,4 +1,8 @@
-"""The values that travel between workers, the coordinator and the ledger."""
+"""The values that travel between workers, the coordinator, the ledger and the shell. Pure.
+
+One vocabulary for a trial's kind, status and verdict: the words the ledger records are the
+words the decisions return and the reports print.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "TrialKind", "TrialStatus", "EVALUATED_STATUSES", "WorkUnit", "CandidateInfo", "TrialOutcome",
+    "TrialKind", "TrialStatus", "Verdict", "Refusal", "EVALUATED_STATUSES", "FAILED_STATUSES",
+    "Cost", "Placement", "WorkerSite", "TrialDigest", "WorkUnit", "CandidateInfo", "Admission",
+    "TrialOutcome",
 ]
 
 # baseline: a re-run of best (noise); candidate: a proposed change; confirm: a re-run of a promising trial.
@@ -17,9 +23,69 @@ TrialStatus = Literal[
     "duplicate", "stale_conflict", "lost",
 ]
 
+# promising: beat best once, waits for its confirmation; accepted: became best; rebased: beat an
+# older best and was replayed onto the newer one, to be run there; stale_conflict: that replay
+# conflicted; discard / unconfirmed: did not (or no longer) beat the margin.
+Verdict = Literal["promising", "accepted", "discard", "unconfirmed", "rebased", "stale_conflict"]
+
+# Why the coordinator refuses to run an announced candidate.
+Refusal = Literal["duplicate", "stop"]
+
 # Statuses that cost an evaluation (the others were refused before running).
-EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "guard_failed", "no_metric"})
-FAILED_STATUSES = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
+EVALUATED_STATUSES: frozenset[str] = frozenset({"ok", "crash", "timeout", "guard_failed", "no_metric"})
+FAILED_STATUSES: frozenset[str] = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What proposing cost: tokens in and out, and dollars. Costs add."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out,
+                    self.usd + other.usd)
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the driver started a worker. The coordinator trusts this over the worker's own
+    word: a volunteer's worker runs code its owner may have changed."""
+
+    node: str = ""  # the Ray node id, shortened
+    volunteer: bool = False
+    hardware: str = ""  # the node's accelerator class when Ray knows it, else ""
+
+
+@dataclass(frozen=True)
+class WorkerSite:
+    """Where a worker says it runs: shown by `swarm status`, and its hardware class measured."""
+
+    hardware: str = ""
+    host: str = ""
+    node: str = ""
+    pid: int = 0
+    gpus: str = ""  # the GPU ids Ray gave it, comma-separated
+    root: str = ""  # its clone's directory
+
+
+@dataclass(frozen=True)
+class TrialDigest:
+    """One line of what the swarm tried, shown to proposers so nobody repeats what failed or
+    what another worker is trying now (status "running")."""
+
+    trial: str
+    worker: str
+    hypothesis: str
+    status: TrialStatus | Literal["running"]
+    metric: float | None
+    verdict: Verdict | None
 
 
 @dataclass(frozen=True)
@@ -32,7 +98,7 @@ class WorkUnit:
     kind: TrialKind | None = None  # set for 'evaluate'
     commit: str | None = None  # 'evaluate': the commit to run; 'propose': the parent
     bundle: bytes | None = None  # git objects the worker may lack; None when it has them all
-    recent: list[dict] = field(default_factory=list)  # trial digest for proposers
+    recent: tuple[TrialDigest, ...] = ()  # 'propose': what the swarm tried lately
     avoid: frozenset[str] = frozenset()  # 'propose': trees already tried on the parent
     wait_s: float = 0.0
 
@@ -46,9 +112,16 @@ class CandidateInfo:
     commit: str
     tree: str  # same parent and same tree: the same change (how duplicates are found)
     hypothesis: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The coordinator's answer to an announced candidate: its trial id, and why it must not
+    run (None: run it). A refused duplicate still has a trial id: it is recorded."""
+
+    trial_id: str | None
+    refusal: Refusal | None = None
 
 
 @dataclass(frozen=True)

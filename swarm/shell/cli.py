@@ -6,12 +6,13 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
+from coordinator.status import RunStatus
 from swarm.core.config import load_config
 from swarm.core.errors import SwarmError
 from swarm.shell.progress import render_status
@@ -98,12 +99,12 @@ def _run(args: argparse.Namespace) -> int:
         options.on_status = _printer(console)
         final = run_swarm(options)
     else:
-        with Live(render_status({}), console=console, refresh_per_second=2, transient=True) as live:
+        with Live(render_status(None), console=console, refresh_per_second=2, transient=True) as live:
             options.on_status = lambda status: live.update(render_status(status))
             final = run_swarm(options)
     console.print(render_status(final))
     console.print(f"run directory: {run_dir}  (ledger.jsonl, results.tsv, repo/ branch swarm/best)")
-    return 130 if final.get("stop_reason") == "stop requested" else 0
+    return 130 if final.stop_reason == "stop requested" else 0
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -147,16 +148,19 @@ def _newest_run(runs: Path) -> Path:
     return candidates[-1].parent
 
 
-def _printer(console: Console) -> Any:
-    last: dict[str, Any] = {}
+def _printer(console: Console) -> Callable[[RunStatus | None], None]:
+    """A line per change of the trials done or of best, for a log rather than a terminal."""
+    last: list[tuple[int, str]] = []
 
-    def show(status: dict[str, Any]) -> None:
-        key = (status.get("trials_done"), status.get("best", {}).get("commit"))
-        if status and key != last.get("key"):
-            last["key"] = key
-            best = status["best"]
-            console.print(f"trials {status['trials_done']} done, {status['trials_running']} running;"
-                          f" best {best['mean']} ({best['runs']} runs) from trial {best['trial']}")
+    def show(status: RunStatus | None) -> None:
+        if status is None or status.best is None:
+            return
+        key = (status.trials_done, status.best.commit)
+        if key not in last:
+            last[:] = [key]
+            best = status.best
+            console.print(f"trials {status.trials_done} done, {status.trials_running} running;"
+                          f" best {best.mean} ({best.runs} runs) from trial {best.trial}")
     return show
 
 

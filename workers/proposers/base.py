@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ProposalContext", "Proposal", "ProposalFailure", "Proposer"]
+from swarm.core.values import Cost, TrialDigest
+
+__all__ = ["AcceptedChange", "ProposalContext", "Proposal", "ProposalFailure", "Proposer"]
+
+
+@dataclass(frozen=True)
+class AcceptedChange:
+    """One of the latest changes on best's lineage, as a proposer is shown it."""
+
+    hypothesis: str
+    metric: str  # its Swarm-Metric trailer, e.g. "val_bpb=1.234"; "" where not recorded
+    diff: str
 
 
 @dataclass(frozen=True)
@@ -15,11 +26,11 @@ class ProposalContext:
 
     program: str  # the target's program.md: the human's instructions to agents
     files: dict[str, str]  # every editable file of the baseline, path -> text
-    recent: list[dict] = field(default_factory=list)  # digest of recent trials of all workers
+    recent: tuple[TrialDigest, ...] = ()  # what the swarm's workers tried lately
     checkout: Path | None = None  # a scratch working tree at the baseline, for agent CLIs
     editable: tuple[str, ...] = ()  # globs of the paths a change may touch
     readonly: tuple[str, ...] = ()  # globs it must never touch
-    winners: list[dict] = field(default_factory=list)  # latest accepted changes: hypothesis, metric, diff
+    winners: tuple[AcceptedChange, ...] = ()  # the latest accepted changes, newest first
     last_failure: str | None = None  # this worker's own last trial, if it failed: status and log tail
 
 
@@ -29,9 +40,7 @@ class Proposal:
 
     files: dict[str, str]
     hypothesis: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost: Cost = Cost()
 
 
 @dataclass(frozen=True)
@@ -39,9 +48,7 @@ class ProposalFailure:
     """A proposer that could not produce a change says why; the worker carries on."""
 
     reason: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost: Cost = Cost()
 
 
 class Proposer(Protocol):

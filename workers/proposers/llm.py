@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from swarm.core.config import ProposerSpec
+from swarm.core.scope import scope_violation
+from swarm.core.values import Cost
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 from workers.proposers.edits import EditError, apply_edits, parse_reply
 from workers.proposers.prompt import retry_prompt, system_prompt, user_prompt
-from swarm.core.scope import scope_violation
 
 __all__ = ["LLMProposer", "ProviderError"]
 
@@ -32,13 +33,6 @@ TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})  # 529: A
 
 class ProviderError(Exception):
     """The provider did not answer usably, after the retries its error deserves."""
-
-
-@dataclass
-class _Spent:
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
 
 
 def _litellm() -> Any:
@@ -60,22 +54,21 @@ class LLMProposer:
 
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
         messages = self._messages(context)
-        spent = _Spent()
+        spent: list[Cost] = []  # every request's, retries included
         error = ""
         for _attempt in range(REPLY_ATTEMPTS):
             try:
                 reply = self._complete(messages, spent)
             except ProviderError as exc:
-                return ProposalFailure(f"provider: {exc}"[:500], spent.tokens_in, spent.tokens_out,
-                                       spent.cost_usd)
+                return ProposalFailure(f"provider: {exc}"[:500], sum(spent, Cost()))
             try:
-                return self._proposal(reply, context, spent)
+                return self._proposal(reply, context, sum(spent, Cost()))
             except EditError as exc:
                 error = str(exc)
                 messages += [{"role": "assistant", "content": reply},
                              {"role": "user", "content": retry_prompt(error)}]
         return ProposalFailure(f"unusable reply after {REPLY_ATTEMPTS} tries: {error}"[:500],
-                               spent.tokens_in, spent.tokens_out, spent.cost_usd)
+                               sum(spent, Cost()))
 
     def _messages(self, context: ProposalContext) -> list[dict[str, Any]]:
         system: dict[str, Any] = {"type": "text", "text": system_prompt(context.program)}
@@ -83,15 +76,15 @@ class LLMProposer:
             system["cache_control"] = {"type": "ephemeral"}  # the stable prefix: cached by the provider
         return [{"role": "system", "content": [system]}, {"role": "user", "content": user_prompt(context)}]
 
-    def _proposal(self, reply: str, context: ProposalContext, spent: _Spent) -> Proposal:
+    def _proposal(self, reply: str, context: ProposalContext, spent: Cost) -> Proposal:
         parsed = parse_reply(reply)
         files = apply_edits(context.files, parsed.edits)
         outside = scope_violation(sorted(files), list(context.editable), list(context.readonly))
         if context.editable and outside:
             raise EditError(f"the change {outside}; you may edit only {', '.join(context.editable)}")
-        return Proposal(files, parsed.hypothesis, spent.tokens_in, spent.tokens_out, spent.cost_usd)
+        return Proposal(files, parsed.hypothesis, spent)
 
-    def _complete(self, messages: list[dict[str, Any]], spent: _Spent) -> str:
+    def _complete(self, messages: list[dict[str, Any]], spent: list[Cost]) -> str:
         """The reply's text, retrying provider errors that may pass with exponential backoff."""
         litellm = self._litellm
         for attempt in range(self.spec.max_retries + 1):
@@ -109,8 +102,8 @@ class LLMProposer:
                     raise ProviderError(f"{type(exc).__name__} after {attempt + 1} tries: {exc}") from exc
                 self._sleep(min(MAX_BACKOFF_S, self.spec.retry_base_s * 2 ** attempt))
                 continue
-            self._count(response, spent)
-            return response.choices[0].message.content or ""
+            spent.append(self._cost_of(response))
+            return str(response.choices[0].message.content or "")
         raise AssertionError("unreachable")
 
     def _transient(self, exc: Exception) -> bool:
@@ -120,15 +113,13 @@ class LLMProposer:
                    litellm.Timeout, litellm.APIConnectionError)
         return isinstance(exc, passing) or getattr(exc, "status_code", None) in TRANSIENT_STATUS
 
-    def _count(self, response: Any, spent: _Spent) -> None:
+    def _cost_of(self, response: Any) -> Cost:
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        spent.tokens_in += tokens_in
-        spent.tokens_out += tokens_out
-        spent.cost_usd += self._cost(response, tokens_in, tokens_out)
+        return Cost(tokens_in, tokens_out, self._dollars(response, tokens_in, tokens_out))
 
-    def _cost(self, response: Any, tokens_in: int, tokens_out: int) -> float:
+    def _dollars(self, response: Any, tokens_in: int, tokens_out: int) -> float:
         price = self.spec.price
         if price is not None:
             return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6

@@ -7,6 +7,7 @@ of the baseline and what the swarm has tried.
 
 from __future__ import annotations
 
+from swarm.core.values import TrialDigest
 from workers.proposers.base import ProposalContext
 
 __all__ = ["FORMAT_RULES", "system_prompt", "user_prompt", "retry_prompt"]
@@ -42,7 +43,7 @@ def user_prompt(context: ProposalContext, max_recent: int = 20) -> str:
         parts += [_trial_line(t) for t in context.recent[-max_recent:]]
     if context.winners:
         parts.append("# Latest accepted changes (newest first)")
-        parts += [f"## {w['hypothesis']} ({w['metric'] or 'metric not recorded'})\n```diff\n{w['diff']}\n```"
+        parts += [f"## {w.hypothesis} ({w.metric or 'metric not recorded'})\n```diff\n{w.diff}\n```"
                   for w in context.winners]
     if context.last_failure:
         parts.append(f"# Your own last trial failed\n{context.last_failure}")
@@ -57,8 +58,6 @@ def retry_prompt(error: str) -> str:
             f"Reply again with one change in the required format.")
 
 
-def _trial_line(trial: dict) -> str:
-    metric = trial.get("metric")
-    shown = f"{metric:.6g}" if isinstance(metric, (int, float)) else "no metric"
-    verdict = trial.get("verdict") or trial.get("status")
-    return f"- [{verdict}] {shown}: {trial.get('hypothesis', '')}"
+def _trial_line(trial: TrialDigest) -> str:
+    shown = f"{trial.metric:.6g}" if trial.metric is not None else "no metric"
+    return f"- [{trial.verdict or trial.status}] {shown}: {trial.hypothesis}"

@@ -6,14 +6,14 @@ The figures `swarm status` shows too come from `coordinator/figures.py`, so the 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from coordinator.figures import Estimate, WorkerFigures, estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
-from coordinator.state import BestRecord, SwarmState, TrialRecord
-from swarm.core.stats import Direction, improvement, mean, pooled_spread
+from coordinator.state import SwarmState, TrialRecord
+from swarm.core.events import LedgerEvent, SessionStarted
+from swarm.core.stats import Direction, pooled_spread
 from swarm.core.values import EVALUATED_STATUSES
 
 __all__ = ["Change", "RunFacts", "run_facts", "session_spans", "shorten"]
@@ -77,21 +77,21 @@ class RunFacts:
 
 
 
-def session_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+def session_spans(events: list[LedgerEvent]) -> list[tuple[float, float]]:
     """(start, last event) of every session: the time the swarm was actually running."""
     spans: list[list[float]] = []
     for event in events:
-        if event["event"] == "session_started":
-            spans.append([event["ts"], event["ts"]])
+        if isinstance(event, SessionStarted):
+            spans.append([event.ts, event.ts])
         elif spans:
-            spans[-1][1] = event["ts"]
+            spans[-1][1] = event.ts
     if not spans and events:
-        spans = [[events[0]["ts"], events[-1]["ts"]]]
+        spans = [[events[0].ts, events[-1].ts]]
     return [(start, end) for start, end in spans]
 
 
-def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
-    config = state.run_info.get("config", {})
+def run_facts(state: SwarmState, events: list[LedgerEvent]) -> RunFacts:
+    config = state.run_info.config if state.run_info else {}
     target = config.get("target", {})
     direction: Direction = target.get("metric", {}).get("direction", "minimize")
     finished = sorted((t for t in state.trials.values() if t.status is not None), key=lambda t: t.id)
@@ -116,8 +116,8 @@ def run_facts(state: SwarmState, events: list[dict[str, Any]]) -> RunFacts:
         workers=worker_figures(finished),
         gpus_per_worker=gpus, gpu_hours=gpu_hours(finished, gpus, state.session_gpus),
         worker_hours=gpu_hours(finished, 1.0),
-        cost_usd=state.cost_usd, tokens_in=sum(t.tokens_in for t in state.trials.values()),
-        tokens_out=sum(t.tokens_out for t in state.trials.values()),
+        cost_usd=state.cost.usd, tokens_in=sum(t.cost.tokens_in for t in state.trials.values()),
+        tokens_out=sum(t.cost.tokens_out for t in state.trials.values()),
         proposal_failures=state.proposal_failures, changes=changes,
         running_best=running_best(state, changes, spans[0][0] if spans else 0.0), total_gain=total)
 

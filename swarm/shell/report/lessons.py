@@ -13,8 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from coordinator.state import TrialRecord
-from swarm.shell.report.facts import RunFacts
 from swarm.core.values import EVALUATED_STATUSES, FAILED_STATUSES
+from swarm.shell.report.facts import RunFacts
 
 __all__ = ["KindRecord", "change_kinds", "assigned_names", "tally_kinds", "lessons"]
 

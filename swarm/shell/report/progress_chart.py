@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from coordinator.state import TrialRecord
-from swarm.shell.report.facts import RunFacts, shorten
 from swarm.core.values import FAILED_STATUSES
+from swarm.shell.report.facts import RunFacts, shorten
 
 __all__ = ["draw_progress", "MAX_LABELS"]
 

@@ -1,0 +1,207 @@
+"""The run directory one coordinator holds: its lock, the ledger, logs/, results.tsv, and how a
+run is created or resumed there.
+
+Layout: repo/ (the pool), ledger.jsonl, results.tsv, logs/<trial>.log, swarm.log, and the
+scratch worktree .merge/. Every state change is a ledger event, written (fsync'd) before it is
+applied and before the caller hears back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from coordinator.pool import Pool
+from coordinator.results import ResultsFile
+from coordinator.state import RunInfo, SwarmState, replay
+from swarm.core.config import SwarmConfig
+from swarm.core.errors import RunDirError
+from swarm.core.events import (
+    Judged,
+    LedgerEvent,
+    ProposalFailed,
+    RunStarted,
+    SessionStarted,
+    TrialFinished,
+)
+from swarm.core.ledger import Ledger, read_events
+
+__all__ = ["RunDirectory", "OpenedRun", "open_run", "changed_target_key"]
+
+_INCOMING = ".repo-incoming"  # where a new run's target is imported before it is moved into place
+_STALE_LOCK_S = 5.0  # a git lock this old has no live git process behind it
+# What a resumed run may not change: the trials recorded so far would no longer compare.
+_FIXED_TARGET_KEYS = ("editable", "readonly", "run", "metric")
+
+log = logging.getLogger(__name__)
+
+
+class RunDirectory:
+    """A run directory, locked by this process while it lives: two coordinators appending to
+    one ledger would corrupt the run. The lock dies with its process, so a crashed coordinator
+    never blocks its own resume."""
+
+    def __init__(self, path: Path, metric_name: str) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self._lock = open(path / ".coordinator.lock", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            raise RunDirError(f"{path} is in use by the coordinator of {holder}; "
+                              "stop that run first") from None
+        self._lock.truncate(0)
+        self._lock.write(f"pid {os.getpid()}\n")
+        self._lock.flush()
+        self.ledger_path = path / "ledger.jsonl"
+        self.repo_dir = path / "repo"
+        self.results = ResultsFile(path / "results.tsv", metric_name)
+        self._ledger: Ledger | None = None
+
+    def read_ledger(self) -> list[LedgerEvent]:
+        """The events recorded so far (opening the ledger first drops a line torn by a crash)."""
+        if self.ledger_path.exists():
+            self._ledger = Ledger(self.ledger_path)
+        return list(read_events(self.ledger_path))
+
+    def create_ledger(self, first: RunStarted) -> RunStarted:
+        self._ledger, stamped = Ledger.create(self.ledger_path, first)
+        return stamped
+
+    def record(self, event: LedgerEvent) -> LedgerEvent:
+        """Appends the event durably; returns it as written (with its timestamp)."""
+        assert self._ledger is not None, "the ledger is opened or created first"
+        stamped = self._ledger.append(event)
+        if isinstance(stamped, TrialFinished | Judged | ProposalFailed):
+            shown = stamped.model_dump(exclude={"ts", "event", "metrics"}, exclude_none=True)
+            log.info(" ".join(f"{k}={v}" for k, v in shown.items() if v not in ("", {})))
+        return stamped
+
+    def write_log(self, trial_id: str, text: str) -> None:
+        logs = self.path / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{trial_id}.log").write_text(text)
+
+    def write_results(self, state: SwarmState) -> None:
+        self.results.write(state)
+
+    def close(self) -> None:
+        """Releases the run directory (a process that exits releases it too)."""
+        if self._ledger is not None:
+            self._ledger.close()
+        self._lock.close()
+
+
+@dataclass
+class OpenedRun:
+    directory: RunDirectory
+    pool: Pool
+    state: SwarmState
+    restarted: bool  # this session opened the run before: Ray restarted its coordinator
+
+
+def open_run(path: Path, config: SwarmConfig, session: str, resume: bool) -> OpenedRun:
+    """Opens the run in `path`, or creates it. A refused or failed open changes nothing on disk,
+    except the scratch clone of a run being created (so the next try starts clean)."""
+    directory = RunDirectory(path, config.target.metric.name)
+    with releasing_on_error(directory):
+        _clear_stale_git_locks(directory.repo_dir / ".git")
+        events = directory.read_ledger()
+        restarted = any(isinstance(e, SessionStarted) and e.session == session for e in events)
+        if events and not (resume or restarted):
+            raise RunDirError(f"{path} already holds a run; pass --resume to continue it "
+                              "or --run-dir to start another")
+        if not events and resume:
+            raise RunDirError(f"{path}: no ledger.jsonl to resume from")
+        state = replay(events)
+        if events:
+            assert state.run_info is not None
+            if key := changed_target_key(state.run_info, config):
+                raise RunDirError(f"{path}: target.{key} was {_recorded(state.run_info, key)!r} "
+                                  f"when the run started, now {_given(config, key)!r}; start a "
+                                  "new run to change it")
+            pool = Pool(directory.repo_dir)
+        else:
+            pool = _create_run(directory, config, state)
+        return OpenedRun(directory, pool, state, restarted)
+    raise AssertionError("unreachable")  # pragma: no cover  (releasing_on_error re-raises)
+
+
+@contextmanager
+def releasing_on_error(directory: RunDirectory) -> Iterator[None]:
+    """On any failure: the run directory is released and a git failure said in one line."""
+    try:
+        yield
+    except BaseException as exc:
+        directory.close()
+        shutil.rmtree(directory.path / _INCOMING, ignore_errors=True)
+        if isinstance(exc, git.GitCommandError):
+            raise RunDirError(f"{directory.path}: git failed while opening the run: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
+        raise
+
+
+def changed_target_key(recorded: RunInfo, config: SwarmConfig) -> str | None:
+    """The first target key a resumed run's config changed, of those a run may not change."""
+    for key in _FIXED_TARGET_KEYS:
+        if _recorded(recorded, key) != _given(config, key):
+            return key
+    return None
+
+
+def _recorded(info: RunInfo, key: str) -> object:
+    return info.config.get("target", {}).get(key)
+
+
+def _given(config: SwarmConfig, key: str) -> object:
+    return config.target.model_dump(mode="json")[key]
+
+
+def _create_run(directory: RunDirectory, config: SwarmConfig, state: SwarmState) -> Pool:
+    """All or nothing: the target is imported into a scratch folder, moved into place, and
+    only then is the ledger created, atomically, with its first event."""
+    incoming = directory.path / _INCOMING
+    if directory.repo_dir.exists() or directory.ledger_path.exists():
+        raise RunDirError(f"{directory.path} holds a repo/ or an empty ledger.jsonl but no run; "
+                          "move them away or choose another --run-dir")
+    shutil.rmtree(incoming, ignore_errors=True)
+    Pool.import_target(config.target.repo, incoming)
+    incoming.rename(directory.repo_dir)
+    pool = Pool(directory.repo_dir)
+    commit, tree = pool.head()
+    first = RunStarted(commit=commit, tree=tree,
+                       readonly_hashes=pool.readonly_hashes(config.target.readonly),
+                       config=config.model_dump(mode="json"))
+    state.apply(directory.create_ledger(first))
+    return pool
+
+
+def _clear_stale_git_locks(git_dir: Path) -> None:
+    """Removes *.lock files a crashed git left behind (they make every later git call fail).
+
+    We hold the run-dir lock, so no other coordinator runs git here; a lock younger than a
+    few seconds may still belong to a git child of a coordinator Ray just killed, so wait
+    until it is old enough to be sure.
+    """
+    if not git_dir.is_dir():
+        return
+    for lock in git_dir.rglob("*.lock"):
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < _STALE_LOCK_S:
+            time.sleep(_STALE_LOCK_S - age)
+        lock.unlink(missing_ok=True)

@@ -1,0 +1,155 @@
+"""The ledger's events: one model per kind, parsed once when a ledger is read. Pure.
+
+Each line of ledger.jsonl is one of these as JSON (`ts` first, then `event`, the kind). An
+unknown kind, a missing field or a value of the wrong type is an `EventError` that says what
+was wrong; the ledger reader adds the file and line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from swarm.core.values import Cost, TrialKind, TrialStatus, Verdict
+
+__all__ = [
+    "EventError", "RunStarted", "SessionStarted", "TrialStarted", "TrialFinished", "Judged",
+    "ProposalFailed", "LedgerEvent", "EVENT_KINDS", "parse_event", "event_json",
+]
+
+
+class EventError(ValueError):
+    """A ledger line that is not a complete event of a known kind."""
+
+
+class _Event(BaseModel):
+    # extra="forbid": a line with a field no version of the swarm writes was not written by it
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ts: float = 0.0  # set by the ledger when it appends the event
+
+
+class RunStarted(_Event):
+    """The first event of a run: the target as given, and the config it was started with."""
+
+    event: Literal["run_started"] = "run_started"
+    commit: str
+    tree: str
+    readonly_hashes: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)  # as recorded, checked when resumed
+
+
+class SessionStarted(_Event):
+    event: Literal["session_started"] = "session_started"
+    session: str
+    gpus_per_worker: float | None = None  # a resumed run may change it; GPU-hours follow
+
+
+class TrialStarted(_Event):
+    event: Literal["trial_started"] = "trial_started"
+    trial: str
+    kind: TrialKind
+    worker: str
+    commit: str
+    tree: str
+    parent: str  # the best it was proposed on (candidates) or the best it re-runs
+    session: str
+    of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
+    hypothesis: str = ""
+    hardware: str = ""
+    volunteer: bool = False
+    node: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(self.tokens_in, self.tokens_out, self.cost_usd)
+
+
+class TrialFinished(_Event):
+    event: Literal["trial_finished"] = "trial_finished"
+    trial: str
+    status: TrialStatus
+    metric: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    seconds: float = 0.0
+    hardware: str | None = None  # replaces the class the trial started with (tests' ledgers)
+    reported_hardware: str | None = None  # the worker's own word, kept for the record only
+    reason: str = ""
+
+
+class Judged(_Event):
+    """A verdict on a trial, with the numbers it rests on."""
+
+    event: Literal["verdict"] = "verdict"
+    trial: str
+    verdict: Verdict
+    reference: float = 0.0  # the parent's mean on the trial's class
+    required: float = 0.0  # the gain it had to beat
+    improvement: float | None = None  # its gain (positive: better)
+    runs: int = 0
+    reason: str = ""
+    best_commit: str | None = None  # accepted: the new best commit
+    commit: str | None = None  # rebased: the replayed commit, its tree and the best it is on
+    tree: str | None = None
+    parent: str | None = None
+
+
+class ProposalFailed(_Event):
+    event: Literal["proposal_failed"] = "proposal_failed"
+    worker: str
+    reason: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(self.tokens_in, self.tokens_out, self.cost_usd)
+
+
+LedgerEvent = Annotated[
+    RunStarted | SessionStarted | TrialStarted | TrialFinished | Judged | ProposalFailed,
+    Field(discriminator="event"),
+]
+EVENT_KINDS: tuple[str, ...] = ("run_started", "session_started", "trial_started",
+                                "trial_finished", "verdict", "proposal_failed")
+_ADAPTER: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
+
+
+def parse_event(line: str | bytes | dict[str, Any]) -> LedgerEvent:
+    """One event from its JSON text (or the decoded object); EventError says what is wrong."""
+    try:
+        if isinstance(line, dict):
+            return _ADAPTER.validate_python(line)
+        return _ADAPTER.validate_json(line)
+    except ValidationError as exc:
+        raise EventError(_describe(exc)) from None
+
+
+def event_json(event: LedgerEvent) -> str:
+    """The event as one line of compact JSON; fields left unset (None) are left out."""
+    return event.model_dump_json(exclude_none=True)
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"][1:]) or "the event"
+    kind = error["loc"][0] if error["loc"] else "?"
+    if error["type"] == "json_invalid":
+        return f"not a JSON event ({error['msg']})"
+    if error["type"] == "union_tag_invalid":
+        return (f"unknown event kind {error['input'].get('event')!r}; "
+                f"a ledger holds only {', '.join(EVENT_KINDS)}")
+    if error["type"] == "union_tag_not_found":
+        return "not an event: it has no 'event' field naming its kind"
+    if error["type"] == "missing":
+        return f"a {kind} event without its '{where}' field"
+    if error["type"] == "extra_forbidden":
+        return f"a {kind} event with a field no swarm writes: '{where}'"
+    if error["type"] == "model_type" or error["type"] == "dict_type":
+        return "not an event: expected a JSON object"
+    return f"a {kind} event whose '{where}' is {error['input']!r}: {error['msg']}"
