@@ -298,8 +298,8 @@ class RefsRun:
         """One better candidate, from the worker's commit to its acceptance; (parent, commit)."""
         unit = self.proposal_unit()
         self.space.start_proposal(unit.commit)
-        commit, tree = self.space.commit_on(unit.commit, {"train.py": _new_score(self.space.read_text("train.py"), value)},
-                                            f"A = {value}")
+        text = _new_score(self.space.read_text("train.py"), value)
+        commit, tree = self.space.commit_on(unit.commit, {"train.py": text}, f"A = {value}")
         started = time.perf_counter()
         bundle = self.space.bundle(commit, unit.commit)
         self.seconds["Workspace.bundle"].append(time.perf_counter() - started)

@@ -53,8 +53,8 @@ def main() -> None:
         write_report(_made(Path(scratch), 10))  # matplotlib's first figure (font cache) is not timed
         for trials in sizes:
             run_dir = _made(Path(scratch), trials)
-            report_s = _median_seconds(lambda: write_report(run_dir), repeat)
-            status_s = _median_seconds(lambda: load_status(run_dir), repeat)
+            report_s = _median_seconds(lambda here=run_dir: write_report(here), repeat)
+            status_s = _median_seconds(lambda here=run_dir: load_status(here), repeat)
             ledger_kb = (run_dir / "ledger.jsonl").stat().st_size / 1024
             png_kb = (run_dir / "progress.png").stat().st_size / 1024
             rows.append((trials, ledger_kb, report_s, status_s, png_kb))

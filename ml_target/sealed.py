@@ -141,7 +141,7 @@ class SealedModel:
     def assert_unchanged(self) -> None:
         """Raises SealError if a call changed the model's own tensors (a way to keep state)."""
         current = [t for t in self.inputs if t is not None]
-        if any(not torch.equal(a, b) for a, b in zip(current, self.pristine)):
+        if any(not torch.equal(a, b) for a, b in zip(current, self.pristine, strict=True)):
             raise SealError("the model changed its own tensors during evaluation; it must be stateless")
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:

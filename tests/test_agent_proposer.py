@@ -80,7 +80,8 @@ def test_an_agent_past_its_timeout_is_killed_with_what_it_started(checkout: Path
     marker = tmp_path / "child-alive"
     script = f"""
 import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).write_text('x')"])
+child = "import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).write_text('x')"
+subprocess.Popen([sys.executable, "-c", child])
 time.sleep(60)
 """
     started = time.monotonic()

@@ -63,7 +63,7 @@ def test_openevolve_peer_quick_both_systems_do_the_evaluations_asked(tmp_path: P
     assert int(rows["OpenEvolve 0.4.0"][1]) == 6, output
     # the swarm spends its budget of 6; a confirmation owed when it ran out still runs
     assert 6 <= int(rows["swarm"][1]) <= 8, output
-    for system, evaluations, wall, rate, ratio, busy, requests in rows.values():
+    for _system, _evaluations, wall, rate, _ratio, busy, requests in rows.values():
         assert float(wall) > 0 and float(rate) > 0
         assert 0 < percent(busy) <= 100.5, output
         assert int(requests) >= 5, output  # every evaluation but the first needed a proposal

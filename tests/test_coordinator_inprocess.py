@@ -204,7 +204,7 @@ def test_e2e_best_history_has_one_commit_per_accepted_trial_with_trailers(quadra
     assert log[-1].hexsha == state.initial.commit
     assert len(log) == len(accepted) + 1 == len(state.history)
     assert [c.hexsha for c in reversed(log)] == [b.commit for b in state.history]
-    for commit, best in zip(reversed(log[:-1]), state.history[1:]):
+    for commit, best in zip(reversed(log[:-1]), state.history[1:], strict=True):
         trial = state.trials[best.trial]
         assert commit.tree.hexsha == trial.tree
         assert re.search(rf"^Swarm-Trial: {trial.id}$", commit.message, re.M), commit.message
@@ -947,7 +947,7 @@ class HalvesC:
 
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
         text = context.files["train.py"]
-        line = next(l for l in text.splitlines() if l.startswith("C = "))
+        line = next(each for each in text.splitlines() if each.startswith("C = "))
         old = float(line.split("=")[1])
         return Proposal({"train.py": text.replace(line, f"C = {old / 2}")}, f"C {old} -> {old / 2}")
 

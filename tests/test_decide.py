@@ -17,14 +17,18 @@ from coordinator.decide import (
     assign,
     budget_spent,
     checked_status,
+    counted_runs,
+    earlier_announcement,
+    is_duplicate,
     next_judgement,
+    orphaned_trials,
     recent_trials,
     stop_reason,
 )
 from coordinator.state import BestRecord, RebasedWinner, RunInfo, SwarmState, TrialRecord
 from swarm.core.config import AcceptanceSpec, StopSpec
 from swarm.core.events import EventError, parse_event
-from swarm.core.values import Cost, TrialDigest, TrialOutcome
+from swarm.core.values import CandidateInfo, Cost, TrialDigest, TrialOutcome
 
 ACCEPT = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=1)
 AT_ONCE = AcceptanceSpec(min_delta=0.0, noise_k=2.0, baseline_runs=3, confirm_runs=0)
@@ -834,3 +838,46 @@ def test_the_rebased_winner_with_the_largest_gain_runs_first() -> None:
     for trial, worker in (("00007", "w0"), ("00008", "w1")):  # best's other two runs, in flight
         feed(state, started(trial, "baseline", worker, "b6", "t6", parent="b6"))
     assert assign(state, "w2", LIVE, AT_ONCE, None).commit == "r5"
+
+
+# -- rules the coordinator carries out ---------------------------------------------------------
+
+def test_a_change_tried_on_its_parent_or_one_that_changes_nothing_is_a_duplicate() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", 0.5))
+    assert is_duplicate(state, "c0", "t4")  # tried on c0 already
+    assert is_duplicate(state, "c0", "t0")  # c0's own tree: no change at all
+    assert not is_duplicate(state, "c0", "t9")
+    assert not is_duplicate(state, "c4", "t4")  # the same tree on another parent is new there
+
+
+def test_a_retried_announcement_finds_the_trial_it_started() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", None))
+    again = CandidateInfo("w0", "c0", "c4", "t4", "h4")
+    assert earlier_announcement(state, again, "s1") == state.trials["00004"]
+    assert earlier_announcement(state, again, "s2") is None  # a new session's worker w0 is another
+    assert earlier_announcement(state, CandidateInfo("w1", "c0", "c4", "t4", "h4"), "s1") is None
+    finished_ok = replay(START, BASELINES, candidate("00004", "w0", 0.5))
+    assert earlier_announcement(finished_ok, again, "s1") is None  # it ran: this is a new proposal
+
+
+def test_trials_in_flight_from_an_earlier_session_are_orphans() -> None:
+    state = replay(START, BASELINES, candidate("00004", "w0", None),
+                   [{"event": "session_started", "session": "s2"}],
+                   [started("00005", "baseline", "w0", "c0", "t0", session="s2")])
+    assert orphaned_trials(state, "s2") == ["00004"]
+    assert orphaned_trials(state, "s1") == ["00005"]
+
+
+def test_a_volunteers_winner_counts_only_its_trusted_confirmations() -> None:
+    state = replay(START, BASELINES,
+                   candidate("00004", "w0", 0.25, volunteer=True, hardware="volunteer/x"),
+                   [verdict("00004", "promising")])
+    assert counted_runs(state, "00004") == []  # its own run only screened it
+    state = replay(START, BASELINES,
+                   candidate("00004", "w0", 0.25, volunteer=True, hardware="volunteer/x"),
+                   [verdict("00004", "promising"),
+                    started("00005", "confirm", "w1", "c4", "t4", of="00004"), finished("00005", metric=0.3)])
+    assert [r.id for r in counted_runs(state, "00004")] == ["00005"]
+    trusted = replay(START, BASELINES, promising(),
+                     [started("00005", "confirm", "w1", "c4", "t4", of="00004"), finished("00005", metric=0.3)])
+    assert [r.id for r in counted_runs(trusted, "00004")] == ["00004", "00005"]

@@ -487,5 +487,6 @@ def test_every_mutation_of_train_py_still_parses() -> None:
     for _ in range(40):
         proposal = proposer.propose(ProposalContext(program="", files={"train.py": source}))
         ast.parse(proposal.files["train.py"])
-        changed = [a for a, b in zip(source.splitlines(), proposal.files["train.py"].splitlines()) if a != b]
+        pairs = zip(source.splitlines(), proposal.files["train.py"].splitlines(), strict=True)
+        changed = [a for a, b in pairs if a != b]
         assert len(changed) == 1 and changed[0].split(" = ")[0] in proposal.hypothesis

@@ -1,4 +1,4 @@
-"""Where workers go (swarm/placement.py): pure, no Ray."""
+"""Where workers go (swarm/shell/placement.py): pure, no Ray."""
 
 from __future__ import annotations
 

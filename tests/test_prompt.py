@@ -27,6 +27,7 @@ def test_the_user_prompt_carries_files_trials_winners_and_the_own_failure() -> N
     assert "# Files you may edit (train.py)\n\ntrain.py\n```\nLR = 0.04\n```" in text
     assert "- [discard] 1.25: LR up\n\n- [crash] no metric: broke it" in text
     assert "## DEPTH 4 -> 3 (val_bpb=3.01)\n```diff\n-DEPTH = 4\n+DEPTH = 3\n```" in text
-    assert "# Your own last trial failed\nyour last change (broke it) ended as crash: exit code 1\nTraceback: boom" in text
+    assert ("# Your own last trial failed\nyour last change (broke it) ended as crash: exit code 1\n"
+            "Traceback: boom") in text
     assert "# Never change: prepare.py" in text
     assert text.endswith("Propose your next change now.")

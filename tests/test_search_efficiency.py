@@ -183,7 +183,7 @@ def test_mutations_start_from_the_baseline_and_grow_only_on_a_repeat() -> None:
     objective = se.load_objective(se.Target("quadratic", goal=0.1))
     rng, tried = random.Random(0), {objective.start}
     first = se.mutation_of(objective, rng, tried)
-    assert sum(a != b for a, b in zip(first, objective.start)) == 1
+    assert sum(a != b for a, b in zip(first, objective.start, strict=True)) == 1
     points = {first}
     for _ in range(40):
         points.add(se.mutation_of(objective, rng, tried | points))

@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from swarm.core.values import TrialStatus
 from workers.result_block import metric_value, numeric_metrics, parse_summary
 from workers.sandbox import SandboxResult
 
-__all__ = ["classify_run"]
+__all__ = ["Classified", "classify_run"]
+
+
+class Classified(NamedTuple):
+    status: TrialStatus
+    metric: float | None
+    metrics: dict[str, float]  # every numeric key of the result block
+    reason: str  # why it is not ok, in one line
 
 
 def classify_run(result: SandboxResult, metric_name: str, *, guard_exit: int | None = None,
-                 tampered: str | None = None) -> tuple[str, float | None, dict[str, float], str]:
-    """(status, metric, other numeric results, reason) of one experiment run.
+                 tampered: str | None = None) -> Classified:
+    """What one experiment run amounts to: its status, metric, numeric results and reason.
 
     `guard_exit` is the guard command's exit code (None: no guard ran); `tampered` names a
     readonly file the run changed. Either one takes an otherwise good run's metric away.
     """
     status, metric, metrics, reason = _classify_experiment(result, metric_name)
     if status == "ok" and tampered:
-        return "out_of_scope", None, metrics, f"{tampered} after the run"
+        return Classified("out_of_scope", None, metrics, f"{tampered} after the run")
     if status == "ok" and guard_exit not in (None, 0):
-        return "guard_failed", None, metrics, f"guard exit code {guard_exit}"
-    return status, metric, metrics, reason
+        return Classified("guard_failed", None, metrics, f"guard exit code {guard_exit}")
+    return Classified(status, metric, metrics, reason)
 
 
-def _classify_experiment(result: SandboxResult,
-                         metric_name: str) -> tuple[str, float | None, dict[str, float], str]:
+def _classify_experiment(result: SandboxResult, metric_name: str) -> Classified:
     summary = parse_summary(result.output_tail)
     metrics = numeric_metrics(summary)
     if result.timed_out:
-        return "timeout", None, metrics, "killed at timeout_s"
+        return Classified("timeout", None, metrics, "killed at timeout_s")
     if result.exit_code != 0:
-        return "crash", None, metrics, f"exit code {result.exit_code}"
+        return Classified("crash", None, metrics, f"exit code {result.exit_code}")
     value = metric_value(summary, metric_name)
     if value is None:
-        return "no_metric", None, metrics, f"no finite '{metric_name}:' after the last '---' line"
-    return "ok", value, metrics, ""
+        return Classified("no_metric", None, metrics, f"no finite '{metric_name}:' after the last '---' line")
+    return Classified("ok", value, metrics, "")

@@ -139,9 +139,11 @@ class WorkerLoop:
         if unit.action == "wait":
             time.sleep(unit.wait_s)
             return 0
+        assert unit.commit is not None, f"a {unit.action} unit names its commit"
         if unit.action == "propose":
             self.avoid = unit.avoid
             return self._propose_and_run(unit.commit)
+        assert unit.trial_id is not None, "an evaluate unit names its trial"
         # A confirmed candidate becomes the next best: worth having a proposal ready on it.
         expect = unit.commit if unit.kind == "confirm" else None
         self.client.report(self._evaluate(unit.trial_id, unit.commit, expect=expect))

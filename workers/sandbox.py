@@ -179,7 +179,6 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str], group: int | None) -
     """Starts the command in process group `group` (the watchdog's), or without a watchdog in
     a session of its own; either way its whole group can be killed."""
     # No preexec_fn: the caller is a multi-threaded Ray actor, where fork+Python is unsafe.
-    placement: dict = {"process_group": group} if group is not None else {"start_new_session": True}
     return subprocess.Popen(
         [*_DIE_WITH_PARENT, "/bin/bash", "-c", "ulimit -c 0\n" + command],
         cwd=cwd,
@@ -188,7 +187,8 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str], group: int | None) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         bufsize=0,
-        **placement,
+        process_group=group,
+        start_new_session=group is None,
     )
 
 
@@ -236,7 +236,7 @@ def run_sandboxed(
     )
 
 
-def _start_watchdog() -> subprocess.Popen | None:
+def _start_watchdog() -> subprocess.Popen[bytes] | None:
     """The watchdog, leading a new process group (None if it cannot start: the experiment is
     still supervised and killed, and only a worker dying mid-trial could then orphan it)."""
     try:
@@ -246,9 +246,11 @@ def _start_watchdog() -> subprocess.Popen | None:
         return None
 
 
-def _stop_watchdog(watchdog: subprocess.Popen) -> None:
+def _stop_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
     """The trial is over: tell the watchdog (usually killed with the group already) and reap it."""
-    for step in (lambda: watchdog.stdin.write(b"done"), watchdog.stdin.close):
+    pipe = watchdog.stdin
+    assert pipe is not None, "the watchdog is started with a pipe on its stdin"
+    for step in (lambda: pipe.write(b"done"), pipe.close):
         try:
             step()
         except OSError:

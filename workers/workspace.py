@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import git
+
 from swarm.core import gitops
 from swarm.core.scope import matching_paths
 from workers.proposers.base import AcceptedChange
@@ -25,7 +27,7 @@ class Workspace:
         for path in (self.home, self.logs):
             path.mkdir(parents=True, exist_ok=True)
         self.repo = gitops.init_repo(self.checkout)
-        self._proposal_repo = None
+        self._proposal_repo: git.Repo | None = None
         # Both the loop and its proposal thread (told of a newer best mid-trial) fetch bundles.
         self._receiving = threading.Lock()
 
@@ -49,9 +51,15 @@ class Workspace:
             if not (self.scratch / ".git").exists():
                 self.repo.git.worktree("add", "--force", "--detach", str(self.scratch), commit)
             self._proposal_repo = gitops.open_repo(self.scratch)
-        self._proposal_repo.git.checkout("--force", "--detach", commit)
-        self._proposal_repo.git.clean("-fdxq")
+        self._proposals.git.checkout("--force", "--detach", commit)
+        self._proposals.git.clean("-fdxq")
         return self.scratch
+
+    @property
+    def _proposals(self) -> git.Repo:
+        """The proposal worktree's repository (start_proposal makes it)."""
+        assert self._proposal_repo is not None, "start_proposal comes first"
+        return self._proposal_repo
 
     def commit_on(self, parent: str, files: dict[str, str], message: str) -> tuple[str, str]:
         """Writes files into the proposal worktree and commits its whole state on `parent`
@@ -66,13 +74,13 @@ class Workspace:
                 raise ValueError(f"a proposal may not write {path!r}: outside the working tree")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        self._proposal_repo.git.add("--all")
-        tree = self._proposal_repo.git.write_tree()
+        self._proposals.git.add("--all")
+        tree = self._proposals.git.write_tree()
         return gitops.commit_tree(self.repo, tree, parent, message), tree
 
     def winners(self, best: str, limit: int = 3, max_diff_chars: int = 3000) -> tuple[AcceptedChange, ...]:
         """The latest accepted changes on best's lineage, newest first, with their diffs."""
-        found = []
+        found: list[AcceptedChange] = []
         commit = self.repo.commit(best)
         while commit.parents and len(found) < limit:
             parent = commit.parents[0]
@@ -87,14 +95,14 @@ class Workspace:
 
     def rebase(self, commit: str, onto: str, message: str) -> tuple[str, str] | None:
         """Replays a prepared proposal onto a newer best; None when it conflicts."""
-        tree = gitops.cherry_pick(self._proposal_repo, commit, onto)
+        tree = gitops.cherry_pick(self._proposals, commit, onto)
         if tree is None:
             return None
         return gitops.commit_tree(self.repo, tree, onto, message), tree
 
     def read_files(self, globs: list[str]) -> dict[str, str]:
         """Text of the proposal worktree's tracked files that match `globs`."""
-        tracked = self._proposal_repo.git.ls_files().splitlines()
+        tracked = self._proposals.git.ls_files().splitlines()
         return {p: (self.scratch / p).read_text(errors="replace")
                 for p in matching_paths(tracked, globs)}
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from swarm.core.errors import ConfigError
 
@@ -79,7 +80,7 @@ class WorkersSpec(_Strict):
     @classmethod
     def _auto_or_positive(cls, count: Any) -> int | str:
         if count == "auto" or (isinstance(count, int) and not isinstance(count, bool) and count >= 1):
-            return count
+            return "auto" if count == "auto" else int(count)
         raise ValueError(f"should be auto or a whole number >= 1 (got {count!r})")
 
     @model_validator(mode="after")
@@ -203,7 +204,7 @@ def _validate(data: dict[str, Any], source: str) -> SwarmConfig:
         raise ConfigError(_describe(exc.errors()[0], source)) from None
 
 
-def _describe(error: dict[str, Any], source: str) -> str:
+def _describe(error: ErrorDetails, source: str) -> str:
     location = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(error["loc"][:-1]))

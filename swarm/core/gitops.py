@@ -134,7 +134,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 def _split_bundle(data: bytes) -> tuple[list[str], list[str], bytes]:
     """A bundle's prerequisite commits, its head commits and its pack (git's bundle format)."""
-    signature = next((s for s in _BUNDLE_SIGNATURES if data.startswith(s)), None)
+    signature = next((s for s in _BUNDLE_SIGNATURES if data.startswith(s)), b"")
     end = data.find(b"\n\n", len(signature) - 1) if signature else -1
     if end < 0:
         raise GitError("a bundle could not be read: not a git bundle")
@@ -166,11 +166,11 @@ def cherry_pick(worktree: git.Repo, commit: str, onto: str) -> str | None:
         # --no-commit leaves no sequencer state for --abort; a hard reset clears the conflict.
         worktree.git.reset("--hard", "-q")
         return None
-    return worktree.git.write_tree()
+    return str(worktree.git.write_tree())
 
 
 def commit_tree(repo: git.Repo, tree: str, parent: str, message: str) -> str:
-    return repo.git.commit_tree(tree, "-p", parent, "-m", message)
+    return str(repo.git.commit_tree(tree, "-p", parent, "-m", message))
 
 
 def set_ref(repo: git.Repo, ref: str, commit: str) -> None:

@@ -26,7 +26,7 @@ class Ledger:
     def create(cls, path: Path, first: RunStarted) -> tuple[Ledger, RunStarted]:
         """A new ledger holding `first`, created atomically: never an empty ledger on disk.
         Returns the ledger and the event as written."""
-        stamped = _stamped(first)
+        stamped = first.model_copy(update={"ts": round(time.time(), 3)})
         scratch = path.with_suffix(".jsonl.tmp")
         with open(scratch, "w", encoding="utf-8") as file:
             file.write(event_json(stamped) + "\n")

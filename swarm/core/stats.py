@@ -1,4 +1,4 @@
-"""Acceptance: pure arithmetic on metrics. No Ray, no git, no subprocess."""
+"""Statistics of metrics: improvement, mean, pooled spread, margin. Pure: no Ray, no git, no subprocess."""
 
 from __future__ import annotations
 

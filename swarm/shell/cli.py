@@ -23,7 +23,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.command(args)
+        return int(args.command(args))
     except SwarmError as exc:
         print(f"swarm: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """`swarm join HEAD:PORT`: lend this machine to a running search, SETI@home style.
 
 It runs `ray start --block` joined to the head, with a resource that marks the node a
-volunteer: the driver starts workers on it within seconds (see swarm/placement.py) and the
+volunteer: the driver starts workers on it within seconds (see swarm/shell/placement.py) and the
 coordinator confirms its winners on a trusted node before they count. The contribution lasts
 as long as the command: Ctrl-C (or SIGTERM) takes the node out, losing only its trials in flight.
 """
@@ -76,7 +76,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _leave(process: subprocess.Popen) -> int:
+def _leave(process: subprocess.Popen[bytes]) -> int:
     # `ray start --block` stops the node's processes when it is told to stop
     os.killpg(process.pid, signal.SIGTERM)
     try:

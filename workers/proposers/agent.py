@@ -52,7 +52,7 @@ class AgentProposer:
         committed = repo.head.commit.hexsha != head_before
         if not committed and not repo.is_dirty(untracked_files=True):
             return ProposalFailure(f"the agent changed nothing; its output ends: {output[-300:]!r}")
-        message = repo.head.commit.message if committed else ""
+        message = str(repo.head.commit.message) if committed else ""
         hypothesis = _first_line(output) or _first_line(message) or f"change by `{self.command}`"
         return Proposal(files={}, hypothesis=hypothesis.removeprefix("Hypothesis:").strip())
 

@@ -180,8 +180,11 @@ def _node_literal(node: ast.expr) -> Value | None:
     """The value of an int, float or str constant, or of a negated number."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         operand = node.operand
-        return -operand.value if isinstance(operand, ast.Constant) and _is_number(operand.value) else None
-    if isinstance(node, ast.Constant) and (_is_number(node.value) or isinstance(node.value, str)):
+        if isinstance(operand, ast.Constant) and isinstance(operand.value, int | float) and _is_number(operand.value):
+            return -operand.value
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str) \
+            and (_is_number(node.value) or isinstance(node.value, str)):
         return node.value
     return None
 

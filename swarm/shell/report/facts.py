@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 from coordinator.figures import Estimate, WorkerFigures, estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
@@ -125,7 +126,7 @@ def run_facts(state: SwarmState, events: list[LedgerEvent]) -> RunFacts:
 def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:
     changes = []
     history = state.history
-    for number, (before, after) in enumerate(zip(history, history[1:]), start=1):
+    for number, (before, after) in enumerate(pairwise(history), start=1):
         trial = state.trials[after.trial] if after.trial else None
         old, new = estimate_of(state, before), estimate_of(state, after)
         gain = gain_between(state, before, after, direction)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from coordinator.state import TrialRecord
@@ -75,7 +76,7 @@ def draw_lineage(facts: RunFacts, path: Path) -> None:
     figure.savefig(path)
 
 
-def _branch(axes, lineage: Lineage) -> None:
+def _branch(axes: Axes, lineage: Lineage) -> None:
     xs = [x for _, x, _ in lineage.best]
     axes.plot(xs, [_BEST] * len(xs), "-o", color="tab:green", markersize=7, zorder=3,
               label=f"best branch ({len(xs) - 1} accepted)")
@@ -84,7 +85,7 @@ def _branch(axes, lineage: Lineage) -> None:
                       fontsize=7, rotation=-30, ha="left", va="top")
 
 
-def _stale(axes, lineage: Lineage, at: dict[str, float]) -> None:
+def _stale(axes: Axes, lineage: Lineage, at: dict[str, float]) -> None:
     """Stale winners, each with an arrow to the best its rebased re-run became."""
     landed = [(x, commit) for _, x, _, commit in lineage.stale if commit in at]
     _hang(axes, [(x, p) for _, x, p, _ in lineage.stale], at, _STALE, "tab:blue",
@@ -94,7 +95,7 @@ def _stale(axes, lineage: Lineage, at: dict[str, float]) -> None:
                       arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.7})
 
 
-def _hang(axes, points: list[tuple[float, str]], at: dict[str, float], y: float,
+def _hang(axes: Axes, points: list[tuple[float, str]], at: dict[str, float], y: float,
           colour: str, label: str) -> None:
     """Points off the branch, each joined to the best it was proposed on."""
     if not points:

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from coordinator.state import TrialRecord
 from swarm.core.values import FAILED_STATUSES
 from swarm.shell.report.facts import RunFacts, shorten
+
+Colour = tuple[float, float, float, float]  # RGBA
 
 __all__ = ["draw_progress", "MAX_LABELS"]
 
@@ -40,11 +43,16 @@ def draw_progress(facts: RunFacts, path: Path) -> Figure:
     return figure  # for tests to read what was drawn
 
 
+def _y(trial: TrialRecord) -> float:
+    """The trial's metric (the charts draw measured trials only; nan draws nothing)."""
+    return trial.metric if trial.metric is not None else float("nan")
+
+
 def _x(trial: TrialRecord, facts: RunFacts, axis: str) -> float:
     return facts.since_start(trial.finished) if axis == "time" else float(int(trial.id))
 
 
-def _draw(axes, facts: RunFacts, colours: dict[str, tuple], axis: str) -> None:
+def _draw(axes: Axes, facts: RunFacts, colours: dict[str, Colour], axis: str) -> None:
     measured = [t for t in facts.trials if t.status == "ok" and t.metric is not None]
     candidates = [t for t in measured if t.kind == "candidate"]
     _dots(axes, candidates, facts, colours, axis)
@@ -62,31 +70,31 @@ def _draw(axes, facts: RunFacts, colours: dict[str, tuple], axis: str) -> None:
         axes.legend(loc="upper right", fontsize=7, ncols=2 if len(colours) > 10 else 1, markerscale=1.5)
 
 
-def _dots(axes, candidates: list[TrialRecord], facts: RunFacts, colours: dict, axis: str) -> None:
+def _dots(axes: Axes, candidates: list[TrialRecord], facts: RunFacts, colours: dict[str, Colour], axis: str) -> None:
     size, alpha = (18, 0.8) if len(candidates) < 300 else (5, 0.45)
     groups: dict[str, list[TrialRecord]] = defaultdict(list)
     for trial in candidates:
         groups[_key(trial, colours)].append(trial)
     for key, trials in sorted(groups.items(), key=lambda item: _natural(item[0])):
-        axes.scatter([_x(t, facts, axis) for t in trials], [t.metric for t in trials],
+        axes.scatter([_x(t, facts, axis) for t in trials], [_y(t) for t in trials],
                      s=size, alpha=alpha, color=colours[key], rasterized=True, linewidths=0,
                      label=key if len(colours) <= 20 else None)
 
 
-def _baselines(axes, baselines: list[TrialRecord], facts: RunFacts, axis: str) -> None:
+def _baselines(axes: Axes, baselines: list[TrialRecord], facts: RunFacts, axis: str) -> None:
     if baselines:
-        axes.scatter([_x(t, facts, axis) for t in baselines], [t.metric for t in baselines],
+        axes.scatter([_x(t, facts, axis) for t in baselines], [_y(t) for t in baselines],
                      s=14, marker="_", color="0.35", label="baseline runs", rasterized=True)
 
 
-def _confirmed(axes, candidates: list[TrialRecord], measured: list[TrialRecord],
+def _confirmed(axes: Axes, candidates: list[TrialRecord], measured: list[TrialRecord],
                facts: RunFacts, axis: str) -> None:
     runs: dict[str, list[float]] = defaultdict(list)
     for trial in measured:
-        if trial.kind == "confirm" and trial.of:
+        if trial.kind == "confirm" and trial.of and trial.metric is not None:
             runs[trial.of].append(trial.metric)
     for trial in candidates:
-        if trial.id in runs:
+        if trial.id in runs and trial.metric is not None:
             values = [trial.metric, *runs[trial.id]]
             centre = float(np.mean(values))
             axes.errorbar(_x(trial, facts, axis), centre,
@@ -94,7 +102,7 @@ def _confirmed(axes, candidates: list[TrialRecord], measured: list[TrialRecord],
                           fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2, alpha=0.7)
 
 
-def _best_line(axes, facts: RunFacts, axis: str) -> None:
+def _best_line(axes: Axes, facts: RunFacts, axis: str) -> None:
     if not facts.running_best:
         return
     end_x = (facts.since_start(facts.ended) if axis == "time"
@@ -105,10 +113,10 @@ def _best_line(axes, facts: RunFacts, axis: str) -> None:
               linewidth=2, label="running best (mean of its runs)")
 
 
-def _kept(axes, kept: list[TrialRecord], facts: RunFacts, axis: str) -> None:
+def _kept(axes: Axes, kept: list[TrialRecord], facts: RunFacts, axis: str) -> None:
     if not kept:
         return
-    axes.scatter([_x(t, facts, axis) for t in kept], [t.metric for t in kept], s=90, marker="*",
+    axes.scatter([_x(t, facts, axis) for t in kept], [_y(t) for t in kept], s=90, marker="*",
                  color="gold", edgecolors="black", linewidths=0.7, zorder=5, label="kept")
     labelled = sorted(kept, key=lambda t: -(t.gain or 0.0))[:MAX_LABELS]
     for trial in labelled:
@@ -117,7 +125,7 @@ def _kept(axes, kept: list[TrialRecord], facts: RunFacts, axis: str) -> None:
                       color="0.15", zorder=6)
 
 
-def _failures(axes, failed: list[TrialRecord], facts: RunFacts, axis: str) -> None:
+def _failures(axes: Axes, failed: list[TrialRecord], facts: RunFacts, axis: str) -> None:
     if failed:
         edge = blended_transform_factory(axes.transData, axes.transAxes)
         axes.scatter([_x(t, facts, axis) for t in failed], [0.01] * len(failed), marker="|",
@@ -125,7 +133,7 @@ def _failures(axes, failed: list[TrialRecord], facts: RunFacts, axis: str) -> No
                      rasterized=True)
 
 
-def _limits(axes, measured: list[TrialRecord], facts: RunFacts) -> None:
+def _limits(axes: Axes, measured: list[TrialRecord], facts: RunFacts) -> None:
     # Outliers (a diverged run) would squash everything else: show the central 98% and best.
     values = np.array([t.metric for t in measured] + [v for _, _, v in facts.running_best])
     if values.size == 0:
@@ -138,7 +146,7 @@ def _limits(axes, measured: list[TrialRecord], facts: RunFacts) -> None:
     axes.set_ylim(low - pad, high + pad)
 
 
-def _colours(trials: list[TrialRecord]) -> dict[str, tuple]:
+def _colours(trials: list[TrialRecord]) -> dict[str, Colour]:
     """One colour per worker; per node when there are more than 20 workers."""
     workers = sorted({t.worker for t in trials}, key=_natural)
     keys = workers if len(workers) <= 20 else sorted({t.node or t.worker for t in trials}, key=_natural)
@@ -152,6 +160,6 @@ def _natural(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _key(trial: TrialRecord, colours: dict) -> str:
+def _key(trial: TrialRecord, colours: dict[str, Colour]) -> str:
     return trial.worker if trial.worker in colours else (trial.node or trial.worker)
 

@@ -1,4 +1,4 @@
-"""Exact-value tests of the acceptance arithmetic (swarm/policy.py)."""
+"""Exact-value tests of the acceptance arithmetic (swarm/core/stats.py)."""
 
 from __future__ import annotations
 
