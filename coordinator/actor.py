@@ -15,15 +15,7 @@ from coordinator.service import Coordinator
 from coordinator.status import RunStatus
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import SwarmError
-from swarm.core.values import (
-    Admission,
-    CandidateInfo,
-    Cost,
-    Placement,
-    TrialOutcome,
-    WorkerSite,
-    WorkUnit,
-)
+from swarm.core.values import Admission, CandidateInfo, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit
 
 __all__ = ["CoordinatorActor"]
 

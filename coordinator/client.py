@@ -16,15 +16,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 from coordinator.status import RunStatus
 from swarm.core.errors import CoordinatorLost, CoordinatorUnreachable
 from swarm.core.retry import ONCE, RetriesExhausted, RetryPolicy, retried
-from swarm.core.values import (
-    Admission,
-    CandidateInfo,
-    Cost,
-    Placement,
-    TrialOutcome,
-    WorkerSite,
-    WorkUnit,
-)
+from swarm.core.values import Admission, CandidateInfo, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit
 
 __all__ = ["CoordinatorClient", "WORKER_CALLS", "DRIVER_CALLS", "RESUME_HINT"]
 

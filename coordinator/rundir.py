@@ -25,14 +25,7 @@ from coordinator.results import ResultsFile
 from coordinator.state import RunInfo, SwarmState, replay
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import RunDirError
-from swarm.core.events import (
-    Judged,
-    LedgerEvent,
-    ProposalFailed,
-    RunStarted,
-    SessionStarted,
-    TrialFinished,
-)
+from swarm.core.events import Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished
 from swarm.core.ledger import Ledger, read_events
 
 __all__ = ["RunDirectory", "OpenedRun", "open_run", "changed_target_key"]

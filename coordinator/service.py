@@ -21,25 +21,11 @@ from coordinator.rundir import RunDirectory, open_run, releasing_on_error
 from coordinator.state import BestRecord, SwarmState, TrialRecord
 from coordinator.status import RunStatus, latency_of, summarize
 from swarm.core.config import SwarmConfig
-from swarm.core.events import (
-    Judged,
-    LedgerEvent,
-    ProposalFailed,
-    SessionStarted,
-    TrialFinished,
-    TrialStarted,
-)
+from swarm.core.events import Judged, LedgerEvent, ProposalFailed, SessionStarted, TrialFinished, TrialStarted
 from swarm.core.scope import scope_violation
 from swarm.core.stats import mean
 from swarm.core.values import (
-    Admission,
-    CandidateInfo,
-    Cost,
-    Placement,
-    TrialKind,
-    TrialOutcome,
-    TrialStatus,
-    WorkerSite,
+    Admission, CandidateInfo, Cost, Placement, TrialKind, TrialOutcome, TrialStatus, WorkerSite,
     WorkUnit,
 )
 

@@ -11,13 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm.core.events import (
-    Judged,
-    LedgerEvent,
-    ProposalFailed,
-    RunStarted,
-    SessionStarted,
-    TrialFinished,
-    TrialStarted,
+    Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished,
+    TrialStarted, cost_of,
 )
 from swarm.core.values import EVALUATED_STATUSES, Cost, TrialKind, TrialStatus, Verdict
 
@@ -64,7 +59,7 @@ class TrialRecord:
     def from_event(cls, event: TrialStarted) -> TrialRecord:
         return cls(id=event.trial, kind=event.kind, worker=event.worker, commit=event.commit,
                    tree=event.tree, parent=event.parent, session=event.session, of=event.of,
-                   hypothesis=event.hypothesis, cost=event.cost, hardware=event.hardware,
+                   hypothesis=event.hypothesis, cost=cost_of(event), hardware=event.hardware,
                    volunteer=event.volunteer, node=event.node, started=event.ts)
 
 
@@ -226,7 +221,7 @@ class SwarmState:
     def _on_proposal_failed(self, event: ProposalFailed) -> None:
         self.proposal_failures += 1
         self.last_proposal_failure = FailureNote(event.worker, event.reason, event.ts)
-        self.cost += event.cost
+        self.cost += cost_of(event)
         self._refused(event.worker, f"proposal failed: {event.reason}", event.ts)
 
     def _refused(self, worker: str, reason: str, when: float) -> None:

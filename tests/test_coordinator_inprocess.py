@@ -28,14 +28,7 @@ from coordinator.service import Coordinator
 from swarm.core import gitops
 from swarm.core.config import SwarmConfig, load_config
 from swarm.core.errors import RunDirError, SwarmError
-from swarm.core.values import (
-    EVALUATED_STATUSES,
-    Admission,
-    CandidateInfo,
-    Placement,
-    TrialOutcome,
-    WorkerSite,
-)
+from swarm.core.values import EVALUATED_STATUSES, Admission, CandidateInfo, Placement, TrialOutcome, WorkerSite
 from workers.loop import WorkerLoop
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
 from workers.proposers.mutate import MutateProposer

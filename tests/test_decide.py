@@ -12,17 +12,8 @@ from typing import Any
 import pytest
 
 from coordinator.decide import (
-    Assignment,
-    Judgement,
-    assign,
-    budget_spent,
-    checked_status,
-    counted_runs,
-    earlier_announcement,
-    is_duplicate,
-    next_judgement,
-    orphaned_trials,
-    recent_trials,
+    Assignment, Judgement, assign, budget_spent, checked_status, counted_runs,
+    earlier_announcement, is_duplicate, next_judgement, orphaned_trials, recent_trials,
     stop_reason,
 )
 from coordinator.state import BestRecord, RebasedWinner, RunInfo, SwarmState, TrialRecord

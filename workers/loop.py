@@ -22,15 +22,7 @@ from typing import Protocol, TypeVar
 from swarm.core import gitops
 from swarm.core.config import SwarmConfig
 from swarm.core.scope import readonly_violation, scope_violation
-from swarm.core.values import (
-    Admission,
-    CandidateInfo,
-    Cost,
-    TrialDigest,
-    TrialOutcome,
-    WorkerSite,
-    WorkUnit,
-)
+from swarm.core.values import Admission, CandidateInfo, Cost, TrialDigest, TrialOutcome, WorkerSite, WorkUnit
 from workers.classify import classify_run
 from workers.hardware import hardware_class
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer

@@ -15,7 +15,7 @@ from swarm.core.values import Cost, TrialKind, TrialStatus, Verdict
 
 __all__ = [
     "EventError", "RunStarted", "SessionStarted", "TrialStarted", "TrialFinished", "Judged",
-    "ProposalFailed", "LedgerEvent", "EVENT_KINDS", "parse_event", "event_json",
+    "ProposalFailed", "LedgerEvent", "EVENT_KINDS", "parse_event", "event_json", "cost_of",
 ]
 
 
@@ -64,10 +64,6 @@ class TrialStarted(_Event):
     tokens_out: int = 0
     cost_usd: float = 0.0
 
-    @property
-    def cost(self) -> Cost:
-        return Cost(self.tokens_in, self.tokens_out, self.cost_usd)
-
 
 class TrialFinished(_Event):
     event: Literal["trial_finished"] = "trial_finished"
@@ -106,9 +102,10 @@ class ProposalFailed(_Event):
     tokens_out: int = 0
     cost_usd: float = 0.0
 
-    @property
-    def cost(self) -> Cost:
-        return Cost(self.tokens_in, self.tokens_out, self.cost_usd)
+
+def cost_of(event: TrialStarted | ProposalFailed) -> Cost:
+    """What proposing cost, as the event records it (flat fields, for ledgers of any version)."""
+    return Cost(event.tokens_in, event.tokens_out, event.cost_usd)
 
 
 LedgerEvent = Annotated[

@@ -168,32 +168,12 @@ def _replace_orphan(name: str, run_dir: Path, orphaned_after_s: float) -> None:
 def _supervise(options: RunOptions, client: CoordinatorClient, fleet: Fleet) -> RunStatus:
     spec = options.config.workers
     state = supervise.start(options.max_replacements, spec.initial_count(), spec.max_workers)
-    if fleet.fill(None) == 0:
-        if options.address is None:  # a local instance will not grow: say so now
-            raise SwarmError(f"no node of this Ray instance fits a worker (workers: gpus_per_worker "
-                             f"{spec.gpus_per_worker}, cpus_per_worker {spec.cpus_per_worker}); it has "
-                             f"{_capacity(fleet.nodes)}")
-        log.warning("no node fits a worker yet (%s); waiting for nodes to join", _capacity(fleet.nodes))
+    _first_fill(options, fleet)
     status: RunStatus | None = None
     while True:
         try:
-            ended = fleet.finished(options.poll_s)
-            status = client.status(status)
-            state, moves = supervise.step(state, ended, len(fleet.running),
-                                          status.stop_reason if status else None, fleet.look_due())
-            if moves.coordinator_gone:
-                raise CoordinatorLost("a worker found the coordinator dead; nothing it recorded "
-                                      "is lost: continue with `swarm run CONFIG --resume`")
-            for worker_id, reason in moves.lost:
-                client.worker_lost(worker_id, reason)
-            if moves.refill is not None:
-                fleet.fill(moves.refill)
-            # Said again on every poll: a coordinator restarted by Ray forgets both.
-            client.tell("set_live", fleet.placement())
-            if state.stopping:
-                client.tell("request_stop")
-            _show(options, status)
-            if moves.done:
+            state, status, done = _poll(options, client, fleet, state, status)
+            if done:
                 break
         except KeyboardInterrupt:
             if state.stopping:
@@ -204,6 +184,45 @@ def _supervise(options: RunOptions, client: CoordinatorClient, fleet: Fleet) -> 
             state = supervise.interrupted(state)
             log.info("Ctrl-C: no new work; waiting for trials in flight")
             _show(options, replace(status, stop_reason=_CTRL_C) if status else None)
+    return _final(client, state, status)
+
+
+def _first_fill(options: RunOptions, fleet: Fleet) -> None:
+    """Starts the first workers; a local instance that fits none will never grow: say so now."""
+    if fleet.fill(None) > 0:
+        return
+    spec = options.config.workers
+    if options.address is None:
+        raise SwarmError(f"no node of this Ray instance fits a worker (workers: gpus_per_worker "
+                         f"{spec.gpus_per_worker}, cpus_per_worker {spec.cpus_per_worker}); it has "
+                         f"{_capacity(fleet.nodes)}")
+    log.warning("no node fits a worker yet (%s); waiting for nodes to join", _capacity(fleet.nodes))
+
+
+def _poll(options: RunOptions, client: CoordinatorClient, fleet: Fleet, state: supervise.Supervision,
+          status: RunStatus | None) -> tuple[supervise.Supervision, RunStatus | None, bool]:
+    """One round: how workers ended, what the coordinator says, and what `supervise.step` makes
+    of both, carried out. Returns the new state, the status, and whether the session is over."""
+    ended = fleet.finished(options.poll_s)
+    status = client.status(status)
+    state, moves = supervise.step(state, ended, len(fleet.running),
+                                  status.stop_reason if status else None, fleet.look_due())
+    if moves.coordinator_gone:
+        raise CoordinatorLost("a worker found the coordinator dead; nothing it recorded is lost: "
+                              "continue with `swarm run CONFIG --resume`")
+    for worker_id, reason in moves.lost:
+        client.worker_lost(worker_id, reason)
+    if moves.refill is not None:
+        fleet.fill(moves.refill)
+    # Said again on every poll: a coordinator restarted by Ray forgets both.
+    client.tell("set_live", fleet.placement())
+    if state.stopping:
+        client.tell("request_stop")
+    _show(options, status)
+    return state, status, moves.done
+
+
+def _final(client: CoordinatorClient, state: supervise.Supervision, status: RunStatus | None) -> RunStatus:
     final = client.status(status)
     if final is None:
         raise CoordinatorUnreachable("the coordinator did not say how the run ended; nothing it "
