@@ -273,3 +273,23 @@ def test_a_readonly_file_changed_by_the_run_takes_its_metric_away() -> None:
 
 def test_a_crash_stays_a_crash_whatever_the_guard_or_readonly_files_say() -> None:
     assert classify_run(run_result("boom", 3), "score", guard_exit=1, tampered="x")[0] == "crash"
+
+
+def test_results_written_from_the_first_changed_line_match_a_full_rewrite(tmp_path: Path) -> None:
+    """The coordinator writes only what changed (lines in the order trials finished); after
+    every event the file is what writing it whole gives."""
+    kept, fresh = tmp_path / "kept.tsv", tmp_path / "fresh.tsv"
+    results = ResultsFile(kept, "val_bpb")
+    state = SwarmState()
+    late = [{"event": "trial_finished", "trial": "00005", "status": "ok", "metric": 0.97},
+            {"event": "trial_finished", "trial": "00006", "status": "crash", "reason": "exit code 1"},
+            {"event": "verdict", "trial": "00005", "verdict": "accepted", "best_commit": "b5"}]
+    for event in [*EVENTS, *late]:
+        state.apply(parse_event(event))
+        changed = {event["trial"]} if event["event"] in ("trial_finished", "verdict") else set()
+        results.write(state, changed)
+        ResultsFile(fresh, "val_bpb").write(state)
+        assert kept.read_text() == fresh.read_text(), event
+    trials = [line.split("\t")[5] for line in kept.read_text().splitlines()[1:]]
+    assert trials == ["00001", "00002", "00003", "00004", "00005", "00006"]
+    assert kept.read_text().splitlines()[5].split("\t")[3] == "keep"

@@ -136,10 +136,34 @@ class ProposerSpec(_Strict):
 
 
 class AcceptanceSpec(_Strict):
-    min_delta: float = Field(default=0.0, ge=0)
-    noise_k: float = Field(default=2.0, ge=0)
-    baseline_runs: int = Field(default=3, ge=1)
-    confirm_runs: int = Field(default=1, ge=0)
+    min_delta: float = Field(default=0.0, ge=0, description="the smallest gain worth keeping")
+    false_accept: float = Field(
+        default=0.005, gt=0, le=0.5,
+        description="the chance that a change which truly gains nothing is accepted, over all the looks "
+                    "at it; 0.5 keeps any measured gain (autoresearch's keep-if-lower)")
+    baseline_runs: int = Field(default=3, ge=1, description="fresh runs of every new best, per class")
+    confirm_runs: int = Field(default=0, ge=0, description="re-runs a winner gets before it is "
+                                                           "accepted, however clear its first run")
+    max_runs: int = Field(default=4, ge=1, description="runs a candidate may get before it is "
+                                                       "dropped undecided")
+    noise_k: float | None = Field(
+        default=None, ge=0, description="the point rule of older configs: accept a mean gain above "
+                                        "noise_k pooled spreads, after confirm_runs re-runs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _point_rule_defaults(cls, data: Any) -> Any:
+        # An old config's noise_k keeps its old meaning, including one confirmation by default.
+        if isinstance(data, dict) and data.get("noise_k") is not None and "confirm_runs" not in data:
+            return {**data, "confirm_runs": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> AcceptanceSpec:
+        if self.max_runs <= self.confirm_runs:
+            raise ValueError(f"max_runs ({self.max_runs}) must exceed confirm_runs ({self.confirm_runs}): "
+                             "a winner's first run and its re-runs all count")
+        return self
 
 
 class StopSpec(_Strict):
