@@ -6,15 +6,16 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from coordinator.acceptance import ClassEvidence, Evidence, Look, combine, look
 from coordinator.state import SwarmState, TrialRecord
 from swarm.core.config import AcceptanceSpec, StopSpec
-from swarm.core.stats import Direction, improvement, margin, mean, pooled_spread
+from swarm.core.stats import Direction, Noise, improvement, margin, mean
 from swarm.core.values import CandidateInfo, TrialDigest, TrialKind, TrialOutcome, TrialStatus, Verdict
 
 __all__ = [
-    "Assignment", "Judgement", "assign", "next_judgement", "budget_spent", "stop_reason",
+    "Assignment", "Judgement", "assign", "next_judgement", "next_judgements", "budget_spent", "stop_reason",
     "recent_trials", "checked_status", "is_duplicate", "counted_runs", "orphaned_trials",
-    "earlier_announcement",
+    "earlier_announcement", "union_tried",
 ]
 
 
@@ -22,12 +23,13 @@ __all__ = [
 class Assignment:
     action: Literal["evaluate", "propose", "wait", "stop"]
     kind: TrialKind | None = None  # for evaluate
-    commit: str = ""
+    commit: str = ""  # "" for a union: the coordinator merges its parts onto best first
     tree: str = ""
     parent: str = ""
     of: str | None = None
     hypothesis: str = ""
     wait_s: float = 0.0
+    parts: tuple[str, ...] = ()  # a union to build and evaluate: its parts, the largest gain first
 
 
 # A worker whose proposals keep being refused waits longer each time (0.5 s doubling to 30 s);
@@ -37,6 +39,21 @@ MAX_REFUSALS_IN_A_ROW = 100
 # Baseline runs of best that crash are retried this many times beyond baseline_runs; then
 # judgements use the runs best has.
 BASELINE_RETRIES = 2
+# Promising trials wait to be combined into a union until their gains add up to this many
+# noise spreads (a union that small is told from luck in a run or two), or until the oldest
+# has seen PATIENCE newer candidates start: per worker, at least PATIENCE_AT_LEAST (with one
+# worker, the next few proposals are its partners' chance; with many, the next round or two).
+UNION_READY_SPREADS = 4.0
+PATIENCE_PER_WORKER = 4
+PATIENCE_AT_LEAST = 4
+# A promising trial that waited this many patiences with no union taking it races alone.
+RACE_ALONE_AFTER = 4
+WIND_DOWN_ROUNDS = 1  # evaluations per worker that owed work may take past max_trials
+MAX_BASELINES = 8
+BASELINE_PER_WORKERS = 8
+# Re-runs a union may have in flight at once: it decides sooner, and the rest of the swarm
+# waits on it to build on the new best.
+UNION_RUNS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -66,23 +83,47 @@ def assign(state: SwarmState, worker: str, live: set[str], acceptance: Acceptanc
     """
     if stopping:
         return Assignment("stop")
-    baseline = _baseline(state, acceptance.baseline_runs, hardware)
+    baseline = _baseline(state, acceptance, hardware, len(live))
     if winding_down and not _judgements_wait_for(state, hardware):
         baseline = None  # no proposal will need it
     trusted = worker not in volunteers
     owed = (baseline
-            or (_confirmation(state, worker, live - volunteers, acceptance.confirm_runs)
+            or (_confirmation(state, worker, live - volunteers, acceptance, winding_down)
                 if trusted else None)
+            or (_union(state, acceptance, len(live), winding_down) if trusted else None)
             or _rebased_winner(state))
     if owed or winding_down:
         return owed or Assignment("stop")
-    best = state.current_best.commit
-    return _backoff(state, worker, now) or Assignment("propose", commit=best, parent=best)
+    parent = frontier(state, acceptance)
+    return _backoff(state, worker, now) or Assignment("propose", commit=parent, parent=parent)
+
+
+def frontier(state: SwarmState, acceptance: AcceptanceSpec) -> str:
+    """Where new proposals go: best, or under the test the union on best being judged now once
+    its first run kept at least half of what its parts gained alone: such a union is usually
+    accepted, and the proposals made on it while it is judged are then on best (no stale
+    re-runs). One that looks no better than its parts is not built on."""
+    union = _pending_union(state) if acceptance.noise_k is None else None
+    if union is None or union.verdict != "promising":
+        return state.current_best.commit
+    parts_gain = math.fsum(state.trials[p].gain or 0.0 for p in union.parts)
+    return union.commit if (union.gain or 0.0) >= 0.5 * parts_gain else state.current_best.commit
+
+
+def on_best(state: SwarmState, trial: TrialRecord) -> bool:
+    """The trial was made on best: on its commit, or on a union whose tree became best."""
+    best = state.current_best
+    return trial.parent == best.commit or state.tree_of.get(trial.parent) == best.tree
+
+
+def _on_pending_union(state: SwarmState, trial: TrialRecord) -> bool:
+    union = _pending_union(state)
+    return union is not None and trial.parent == union.commit
 
 
 def _judgements_wait_for(state: SwarmState, hardware: str) -> bool:
     """Some finished run on this class cannot be judged until best's baselines on it are in."""
-    return any(state.trials[t].parent == state.current_best.commit
+    return any(on_best(state, state.trials[t])
                and any(r.hardware == hardware for r in counted_runs(state, t))
                for t in [*state.unjudged, *state.awaiting])
 
@@ -100,16 +141,99 @@ def counted_runs(state: SwarmState, trial_id: str) -> list[TrialRecord]:
     return [trial] + confirmations
 
 
-def confirmations_wanted(trial: TrialRecord, confirm_runs: int) -> int:
-    """A volunteer's winner is re-run on a trusted worker even when confirm_runs is 0. A
-    rebased winner's run on the new best is its first re-run: the change has beaten the margin
-    on its old parent already, and a second confirmation round would let the next winner on
-    the new best make it stale again."""
+def confirmations_wanted(trial: TrialRecord, acceptance: AcceptanceSpec) -> int:
+    """The re-runs a winner gets before it may be accepted. A volunteer's winner is re-run on a
+    trusted worker even when confirm_runs is 0. Under the point rule, a rebased winner's run on
+    the new best is its first re-run: the change has beaten the margin on its old parent
+    already, and a second confirmation round would let the next winner on the new best make
+    it stale again."""
+    confirm_runs = acceptance.confirm_runs
     if trial.volunteer:
         return max(confirm_runs, 1)
-    if trial.kind == "candidate" and trial.of:
+    if trial.kind == "candidate" and trial.of and acceptance.noise_k is not None:
         return max(confirm_runs - 1, 0)
     return confirm_runs
+
+
+def _runs_owed(trial: TrialRecord, runs: list[TrialRecord], acceptance: AcceptanceSpec,
+               pending: set[str], candidates_started: int, workers: int, winding_down: bool) -> int:
+    """How many re-runs a promising trial should have (finished or in flight) now. The point
+    rule fixes them in advance; the test races: one more at a time while it is undecided, unless
+    it waits to be combined with others in a union."""
+    wanted = confirmations_wanted(trial, acceptance)
+    if acceptance.noise_k is not None:
+        return wanted
+    if _waits_for_union(trial, pending, candidates_started, workers, winding_down):
+        return wanted
+    finished = sum(1 for r in runs if r.status is not None)
+    at_once = UNION_RUNS_AT_ONCE if trial.parts else 1
+    return min(max(wanted, finished + at_once), acceptance.max_runs - 1)
+
+
+def _waits_for_union(trial: TrialRecord, pending: set[str], candidates_started: int, workers: int,
+                     winding_down: bool = False) -> bool:
+    """A promising trial is a union's part-to-be while newer candidates may still bring it
+    partners, or while a union holding it is being judged. `pending`: parts of the union being
+    judged; `candidates_started`: in the whole run. Not a union, a volunteer's, or one whose
+    union was not accepted: those race alone; and once the budget is spent no partner will
+    come, so all race."""
+    if trial.parts or trial.volunteer or trial.failed_union:
+        return False
+    if trial.id in pending:
+        return True
+    waited = candidates_started - trial.number
+    return not winding_down and waited <= RACE_ALONE_AFTER * _patience(workers)
+
+
+def _patience(workers: int) -> int:
+    return max(PATIENCE_AT_LEAST, PATIENCE_PER_WORKER * workers)
+
+
+def _pending_union_parts(state: SwarmState) -> set[str]:
+    """Parts of the union on best that is running or awaiting its verdict."""
+    union = _pending_union(state)
+    return set(union.parts) if union else set()
+
+
+def union_candidates(state: SwarmState, acceptance: AcceptanceSpec, workers: int = 1,
+                     winding_down: bool = False) -> tuple[str, ...]:
+    """Promising trials whose changes a union on best should combine, the largest gain first:
+    two or more, when no union on best is pending and either their gains add up to
+    UNION_READY_SPREADS noise spreads (once half a round of candidates started after the
+    oldest) or the oldest has waited its patience. Only under the test; a volunteer's trial
+    joins no union (it races alone, its re-runs on trusted workers)."""
+    if acceptance.noise_k is not None or _pending_union(state) is not None:
+        return ()
+    parts = [state.trials[t] for t in state.awaiting]
+    eligible = [t for t in parts if not t.parts and not t.volunteer and not t.failed_union
+                and (t.gain or 0.0) > acceptance.min_delta]
+    if len(eligible) < 2:
+        return ()
+    spread = state.noise(None).spread
+    ready = spread is None or math.fsum(t.gain or 0.0 for t in eligible) >= UNION_READY_SPREADS * spread
+    waited = len(state.candidate_ids) - min(t.number for t in eligible)
+    # half a round of candidates after the first part: a union takes the wave, not its front
+    if not (ready and waited >= workers // 2) and waited <= _patience(workers) and not winding_down:
+        return ()
+    return tuple(t.id for t in sorted(eligible, key=lambda t: (-(t.gain or 0.0), t.id)))
+
+
+def _pending_union(state: SwarmState) -> TrialRecord | None:
+    """The union on best that is running or awaiting its verdict (one at a time)."""
+    union = state.trials[state.last_union] if state.last_union else None
+    if union is None or union.parent != state.current_best.commit:
+        return None
+    running = union.status is None or (union.status == "ok" and union.verdict in (None, "promising"))
+    return union if running else None
+
+
+def _union(state: SwarmState, acceptance: AcceptanceSpec, workers: int, winding_down: bool) -> Assignment | None:
+    parts = union_candidates(state, acceptance, workers, winding_down)
+    if not parts:
+        return None
+    best = state.current_best
+    return Assignment("evaluate", "candidate", parent=best.commit, parts=parts,
+                      hypothesis="union of " + ", ".join(parts))
 
 
 def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
@@ -122,15 +246,17 @@ def _backoff(state: SwarmState, worker: str, now: float) -> Assignment | None:
 
 
 def _confirmation(state: SwarmState, worker: str, trusted_live: set[str],
-                  confirm_runs: int) -> Assignment | None:
+                  acceptance: AcceptanceSpec, winding_down: bool = False) -> Assignment | None:
+    pending = _pending_union_parts(state) if acceptance.noise_k is None else set()
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
-        if trial.parent != state.current_best.commit:
+        if not on_best(state, trial):
             continue  # best moved: it will be rebased and re-run instead (see next_judgement)
         runs = state.confirmations(trial_id)
         busy = {trial.worker} | {run.worker for run in runs}
         # Re-runs belong on other workers; only when none is left may a worker confirm itself.
-        wanted = confirmations_wanted(trial, confirm_runs)
+        wanted = _runs_owed(trial, runs, acceptance, pending, len(state.candidate_ids), len(trusted_live),
+                            winding_down)
         if len(runs) < wanted and (worker not in busy or not (trusted_live - busy)):
             return Assignment("evaluate", "confirm", trial.commit, trial.tree, trial.parent,
                               of=trial.id, hypothesis=trial.hypothesis)
@@ -146,11 +272,20 @@ def _rebased_winner(state: SwarmState) -> Assignment | None:
                       of=pick.of, hypothesis=pick.hypothesis)
 
 
-def _baseline(state: SwarmState, wanted: int, hardware: str) -> Assignment | None:
-    best = state.current_best
+def _baseline(state: SwarmState, acceptance: AcceptanceSpec, hardware: str, workers: int) -> Assignment | None:
+    """A fresh run of best on this class, while it has fewer than baseline_runs. Under the test
+    only baselines count: the runs that made a winner best were chosen for being good, and
+    judging the next candidates against them alone would hold every gain to too high a bar.
+    A large swarm runs more of them (one per BASELINE_PER_WORKERS workers, up to MAX_BASELINES):
+    every verdict on best is judged against them, and a noise known from one or two degrees of
+    freedom makes even a large gain doubtful."""
+    best, wanted = state.current_best, acceptance.baseline_runs
+    if acceptance.noise_k is None:
+        wanted = max(wanted, min(MAX_BASELINES, workers // BASELINE_PER_WORKERS))
     running = sum(1 for t in state.inflight if _is_baseline_of(state.trials[t], best.commit, hardware))
-    if (len(state.best_samples(hardware)) + running >= wanted
-            or _baselines_given_up(state, wanted, hardware)):
+    have = (len(state.best_samples(hardware)) if acceptance.noise_k is not None
+            else state.baseline_ok.get((best.commit, hardware), 0))
+    if have + running >= wanted or _baselines_given_up(state, wanted, hardware):
         return None
     return Assignment("evaluate", "baseline", best.commit, best.tree, best.commit,
                       hypothesis="baseline run of best")
@@ -162,24 +297,31 @@ def _is_baseline_of(trial: TrialRecord, commit: str, hardware: str) -> bool:
 
 def _baselines_given_up(state: SwarmState, wanted: int, hardware: str) -> bool:
     """Best's baselines on this class failed so often that re-running it more would never end."""
-    tried = sum(1 for t in state.trials.values() if _is_baseline_of(t, state.current_best.commit, hardware)
-                and t.status not in (None, "lost"))
-    return tried >= wanted + BASELINE_RETRIES
+    return state.baseline_tries.get((state.current_best.commit, hardware), 0) >= wanted + BASELINE_RETRIES
 
 
 def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
-                   direction: Direction) -> Judgement | None:
-    """The next verdict that can be made now; acceptances first, the largest gain first.
+                   direction: Direction, workers: int = 1, winding_down: bool = False) -> Judgement | None:
+    """The next verdict that can be made now; acceptances first, the largest gain first."""
+    found = next_judgements(state, acceptance, direction, workers, winding_down)
+    return found[0] if found else None
 
-    One at a time, because an acceptance moves best and so changes every later verdict.
-    """
+
+def next_judgements(state: SwarmState, acceptance: AcceptanceSpec,
+                    direction: Direction, workers: int = 1, winding_down: bool = False) -> list[Judgement]:
+    """The verdicts that can be made now: the acceptance with the largest gain alone (it moves
+    best, and so changes every later verdict), or else every other verdict, in trial order
+    (none of them changes another's)."""
+    union = _pending_union(state) if acceptance.noise_k is None else None
     found = [j for j in _candidate_judgements(state, acceptance, direction)
-             + _confirmation_judgements(state, acceptance, direction)
-             if j and not (j.verdict == "accepted" and _larger_step_running(state, j))]
+             + _confirmation_judgements(state, acceptance, direction, workers, winding_down)
+             if j and not (j.verdict == "accepted" and _larger_step_running(state, j))
+             # a union being judged carries more than one of its parts, or than one change beside it
+             and not (j.verdict == "accepted" and union is not None and j.trial != union.id)]
     accepts = [j for j in found if j.verdict == "accepted"]
     if accepts:
-        return max(accepts, key=lambda j: j.improvement)
-    return min(found, key=lambda j: j.trial, default=None)
+        return [max(accepts, key=lambda j: j.improvement)]
+    return sorted(found, key=lambda j: j.trial)
 
 
 def _larger_step_running(state: SwarmState, j: Judgement) -> bool:
@@ -204,85 +346,161 @@ def _larger_step_running(state: SwarmState, j: Judgement) -> bool:
 
 def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,
                           direction: Direction) -> list[Judgement | None]:
-    found = []
+    """First looks: a candidate whose first run finished."""
+    found: list[Judgement | None] = []
     for trial_id in sorted(state.unjudged):
         trial = state.trials[trial_id]
-        confirmed = confirmations_wanted(trial, acceptance.confirm_runs) > 0
-        found.append(_judge(state, trial, [trial], direction, acceptance,
-                            success="promising" if confirmed else "accepted"))
+        confirmed = confirmations_wanted(trial, acceptance) > 0
+        judged = _judge(state, trial, [trial], direction, acceptance)
+        if judged is None:
+            found.append(None)
+            continue
+        evidence, seen = judged
+        verdict: Verdict = ("accepted" if seen.outcome == "clear" and not confirmed
+                            else "discard" if seen.outcome == "lost" else "promising")
+        found.append(_judgement(state, trial, verdict, evidence, seen, acceptance,
+                                _union_falls_short(state, trial, evidence)))
     return found
 
 
 def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
-                             direction: Direction) -> list[Judgement | None]:
+                             direction: Direction, workers: int, winding_down: bool) -> list[Judgement | None]:
+    """Later looks: a promising trial whose re-runs owed so far have finished."""
     found: list[Judgement | None] = []
+    testing = acceptance.noise_k is None
+    pending = _pending_union_parts(state) if testing else set()
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
         runs = state.confirmations(trial_id)
-        stale = trial.parent != state.current_best.commit  # judge now on the runs it has, then rebase
-        wanted = confirmations_wanted(trial, acceptance.confirm_runs)
+        stale = not on_best(state, trial)  # judge now on the runs it has, then rebase
+        if stale and _on_pending_union(state, trial):
+            continue  # made on the union being judged: its parent's verdict comes first
+        wanted = confirmations_wanted(trial, acceptance)
         if any(r.status is None for r in runs) or (len(runs) < wanted and not stale):
             continue
+        if testing and not stale and 1 + len(runs) <= trial.judged_runs:
+            continue  # no run since its last look: it waits for a union or another run
+        if testing and stale and _waits_for_union(trial, pending, len(state.candidate_ids), workers, winding_down):
+            continue  # a union on the new best may take its change as it is
         failed = [r for r in runs if r.status != "ok"]
         if failed:
-            found.append(Judgement(trial_id, "unconfirmed", 0.0,
-                                   _required(state, acceptance, trial.hardware), 0.0, len(runs) + 1,
-                                   f"confirmation {failed[0].id} ended {failed[0].status}"))
+            found.append(Judgement(trial_id, "unconfirmed", 0.0, _bar(state, acceptance, trial.hardware),
+                                   0.0, len(runs) + 1, f"confirmation {failed[0].id} ended {failed[0].status}"))
             continue
         # A stale volunteer winner nobody trusted re-ran yet goes on its screening run: at
         # most it is rebased and re-run, which its volunteer flag makes confirmed again.
         counted = counted_runs(state, trial_id) or [trial]
-        found.append(_judge(state, trial, counted, direction, acceptance, success="accepted",
-                            failure="unconfirmed"))
+        judged = _judge(state, trial, counted, direction, acceptance)
+        if judged is None:
+            found.append(None)
+            continue
+        evidence, seen = judged
+        if seen.outcome == "undecided" and not stale:
+            continue  # racing: it is owed another run
+        verdict: Verdict = "accepted" if seen.outcome == "clear" else "unconfirmed"
+        if seen.outcome == "undecided" and evidence.gain > acceptance.min_delta:
+            verdict = "accepted"  # stale and still in the race: its replay onto best decides
+        found.append(_judgement(state, trial, verdict, evidence, seen, acceptance,
+                                _union_falls_short(state, trial, evidence)))
     return found
 
 
+def _judgement(state: SwarmState, trial: TrialRecord, verdict: Verdict, evidence: Evidence,
+               seen: Look, acceptance: AcceptanceSpec, short: str | None = None) -> Judgement:
+    reason = ""
+    if verdict == "accepted" and short:
+        verdict, reason = "discard", short  # its parts race alone
+    # A winner whose parent is no longer best must be re-based and re-run before it counts.
+    # Under the test, its first look makes it a union's part-to-be on the new best instead: a
+    # union replays its change there (and the union's runs judge it); alone, it is rebased later.
+    stale = not on_best(state, trial)
+    if stale and verdict in ("accepted", "promising") and acceptance.noise_k is None \
+            and not trial.parts and trial.id in state.unjudged and not trial.volunteer:
+        verdict = "promising"
+    elif stale and verdict in ("accepted", "promising"):
+        verdict = "rebased"
+    required = seen.required if math.isfinite(seen.required) else 0.0
+    gain = evidence.point_gain if acceptance.noise_k is not None else evidence.gain
+    return Judgement(trial.id, verdict, evidence.reference, required, gain, evidence.runs, reason)
+
+
+def _union_falls_short(state: SwarmState, trial: TrialRecord, evidence: Evidence) -> str | None:
+    """Why a union that beat best is still worse than its best part alone (then the part wins
+    on its own), or None. Worse means below that part's gain by more than two standard errors
+    of the union's estimate: the part's one run is noisy, and was chosen for being good."""
+    if not trial.parts:
+        return None
+    best_part = max((state.trials[p] for p in trial.parts), key=lambda t: t.gain or 0.0)
+    slack = 2 * evidence.se if evidence.se is not None else 0.0
+    if evidence.gain + slack < (best_part.gain or 0.0):
+        return (f"the union gained {evidence.gain:.6g}, less than its part {best_part.id} alone "
+                f"({best_part.gain or 0.0:.6g})")
+    return None
+
+
 def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direction: Direction,
-           acceptance: AcceptanceSpec, success: Verdict,
-           failure: Verdict = "discard") -> Judgement | None:
-    """Each run is compared with the parent's runs on its own class of hardware; the verdict
-    is on the mean gain, against the noise of those classes."""
-    on_best = trial.parent == state.current_best.commit
-    # Judge against best only once its noise baselines are in (the margin depends on them);
-    # an older parent gets no more runs, so what it has must do.
-    wanted = acceptance.baseline_runs if on_best else 1
-    gains, references, classes = [], [], set()
+           acceptance: AcceptanceSpec) -> tuple[Evidence, Look] | None:
+    """Each run is compared with the parent's runs on its own class of hardware. None when the
+    look must wait (best's baselines on a class are owed); a trial whose parent nobody of its
+    class ever measured is judged lost."""
+    if _on_pending_union(state, trial):
+        return None  # made on the union being judged: its parent's verdict comes first
+    is_on_best = on_best(state, trial)
+    # Judge against best only once its baselines are in (the noise and the reference depend on
+    # them); an older parent gets no more runs, so what it has must do.
+    wanted = acceptance.baseline_runs if is_on_best else 1
+    by_class: dict[str, list[float]] = {}
     for run in runs:
-        reference = state.reference_samples(trial.parent, run.hardware)
+        reference = state.reference_samples(trial.parent, run.hardware, _fresh(acceptance))
         if len(reference) < wanted:
-            if on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
+            if is_on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
                 return None  # its baselines on this class are owed: wait for them
             if not reference and _baseline_running(state, trial.parent, run.hardware):
                 return None  # its parent's run on this class is seconds away
             if not reference:
                 continue  # no class-mate ever measured the parent: this run cannot count
-        references.append(mean(reference))
         assert run.metric is not None, "only ok runs, which have a metric, are judged"
-        gains.append(improvement(run.metric, references[-1], direction))
-        classes.add(run.hardware)
-    if not gains:
-        return Judgement(trial.id, failure, 0.0, 0.0, 0.0, len(runs),
-                         "its parent was never measured on the hardware it ran on")
-    required = max(_required(state, acceptance, cls) for cls in classes)
-    gain = mean(gains)
-    verdict = success if gain > required else failure
-    # A winner whose parent is no longer best must be re-based and re-run before it counts.
-    if verdict in ("accepted", "promising") and not on_best:
-        verdict = "rebased"
-    return Judgement(trial.id, verdict, references[0], required, gain, len(gains))
+        by_class.setdefault(run.hardware, []).append(run.metric)
+    if not by_class:
+        lost = Look("lost", 0.0)
+        return Evidence(0.0, None, 0, len(runs), 0.0, None, 0.0), lost
+    classes = [_class_evidence(state, trial.parent, cls, metrics, direction, _fresh(acceptance))
+               for cls, metrics in by_class.items()]
+    evidence = combine(classes)
+    # every run it had counts against max_runs, a volunteer's own screening run too
+    return evidence, look(evidence, acceptance, 1 + len(state.confirmations(trial.id)))
+
+
+def _fresh(acceptance: AcceptanceSpec) -> int:
+    """Under the test, best's fresh baselines are the reference once there are baseline_runs of
+    them (the point rule compares with every run of best, as it always did)."""
+    return acceptance.baseline_runs if acceptance.noise_k is None else 0
+
+
+def _class_evidence(state: SwarmState, parent: str, hardware: str, metrics: list[float],
+                    direction: Direction, fresh: int) -> ClassEvidence:
+    reference = state.reference_samples(parent, hardware, fresh)
+    centre = mean(reference)
+    return ClassEvidence(improvement(mean(metrics), centre, direction), len(metrics), len(reference), centre,
+                         _noise(state, hardware), tuple(improvement(m, centre, direction) for m in metrics))
+
+
+def _noise(state: SwarmState, hardware: str) -> Noise:
+    """A class's own noise once some code ran twice on it, until then the trusted classes'."""
+    own = state.noise(hardware)
+    return own if own.spread is not None else state.noise(None)
+
+
+def _bar(state: SwarmState, acceptance: AcceptanceSpec, hardware: str) -> float:
+    """The gain a trial on this class had to beat, for the record of a verdict made without a
+    look: the point rule's margin, or min_delta."""
+    if acceptance.noise_k is None:
+        return acceptance.min_delta
+    return margin(acceptance.min_delta, acceptance.noise_k, _noise(state, hardware).spread)
 
 
 def _baseline_running(state: SwarmState, commit: str, hardware: str) -> bool:
     return any(_is_baseline_of(state.trials[t], commit, hardware) for t in state.inflight)
-
-
-def _required(state: SwarmState, acceptance: AcceptanceSpec, hardware: str) -> float:
-    """The gain a result on this class must beat: its own noise once some code ran twice on
-    it, until then the noise of the trusted classes."""
-    spread = pooled_spread(state.sample_groups(hardware))
-    if spread is None:
-        spread = pooled_spread(state.sample_groups(trusted_only=True))
-    return margin(acceptance.min_delta, acceptance.noise_k, spread)
 
 
 def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
@@ -295,10 +513,15 @@ def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
 
 
 def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed_s: float,
-                requested: bool) -> str | None:
-    """Why no new work at all should start, or None to go on."""
+                requested: bool, workers: int = 1) -> str | None:
+    """Why no new work at all should start, or None to go on. Owed work past `max_trials` may
+    take one more evaluation per worker: racing could otherwise ask up to `max_runs - 1` more
+    of every promising trial, and a user's budget of 6 became 9. A race cut short stays
+    promising; a resume with a larger budget goes on with it."""
     if requested:
         return "stop requested"
+    if stop.max_trials is not None and state.evaluations >= stop.max_trials + WIND_DOWN_ROUNDS * workers:
+        return f"max_trials reached ({stop.max_trials}) and its wind-down ({WIND_DOWN_ROUNDS * workers} more) spent"
     if state.refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
         return (f"{state.refusals_in_a_row} proposals in a row were refused; "
                 f"the last: {state.last_refusal[:200]}")
@@ -314,12 +537,25 @@ def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed
 def recent_trials(state: SwarmState, limit: int = 20) -> tuple[TrialDigest, ...]:
     """The latest candidates of every worker, for proposers to learn from: finished ones, then
     those running now (status "running"), so nobody proposes what another worker is trying."""
-    candidates = [t for t in state.trials.values() if t.kind == "candidate"]
-    finished = [t for t in candidates if t.status]
-    running = [t for t in candidates if t.id in state.inflight]
-    newest = (finished + running)[-limit:] if limit > 0 else []
+    if limit <= 0:
+        return ()
+    running = sorted(t for t in state.inflight if state.trials[t].kind == "candidate")[-limit:]
+    finished: list[str] = []
+    for trial_id in reversed(state.candidate_ids):
+        if len(finished) + len(running) >= limit:
+            break
+        if state.trials[trial_id].status is not None:
+            finished.append(trial_id)
+    newest = [state.trials[t] for t in [*reversed(finished), *running]]
     return tuple(TrialDigest(t.id, t.worker, t.hypothesis, t.status or "running", t.metric, t.verdict)
                  for t in newest)
+
+
+def union_tried(state: SwarmState, parent: str, tree: str) -> bool:
+    """The same union was run on this parent already; one whose run was lost (its worker died)
+    may be built again."""
+    unions = (state.trials[u] for u in state.unions)
+    return any(u.parent == parent and u.tree == tree and u.status != "lost" for u in unions)
 
 
 def is_duplicate(state: SwarmState, parent: str, tree: str) -> bool:
@@ -331,8 +567,8 @@ def earlier_announcement(state: SwarmState, info: CandidateInfo, session: str) -
     """The trial this announcement already started, when it is a retry (a coordinator that
     restarted mid-call answered nothing): the worker's last trial of the session, on the same
     parent and tree, still running or refused as a duplicate."""
-    mine = [t for t in state.trials.values() if t.worker == info.worker_id and t.session == session]
-    last = mine[-1] if mine else None
+    last_id = state.last_of.get((info.worker_id, session))
+    last = state.trials[last_id] if last_id else None
     if last and (last.kind, last.parent, last.tree) == ("candidate", info.parent, info.tree) \
             and last.status in (None, "duplicate"):
         return last

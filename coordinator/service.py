@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 from coordinator import decide
-from coordinator.pool import Pool
 from coordinator.roster import Roster
-from coordinator.rundir import RunDirectory, open_run, releasing_on_error
+from coordinator.rundir import open_run, releasing_on_error
 from coordinator.state import BestRecord, SwarmState, TrialRecord
 from coordinator.status import RunStatus, latency_of, summarize
+from coordinator.stores import PoolStore, RunRecord
 from swarm.core.config import SwarmConfig
 from swarm.core.events import Judged, LedgerEvent, ProposalFailed, SessionStarted, TrialFinished, TrialStarted
 from swarm.core.scope import scope_violation
@@ -32,31 +34,43 @@ from swarm.core.values import (
 __all__ = ["Coordinator", "UNPLACED_WAIT_S"]
 
 UNPLACED_WAIT_S = 0.5  # a worker started before its placement reached the coordinator asks again
+# Trees already tried on best that a proposing worker is told of (it avoids them without asking);
+# an older duplicate is still refused when it is announced.
+AVOID_AT_MOST = 1000
+UNION_SCRATCH_REF = "refs/swarm/unions/building"  # the union being merged; kept by its trial's id once it starts
 
 
 class Coordinator:
     def __init__(self, config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> None:
-        self.config = config
-        self.run_dir = run_dir
-        self.session = session
+        opened = open_run(run_dir, config, session, resume)
+        with releasing_on_error(opened.directory):
+            self._begin(config, session, opened.directory, opened.pool, opened.state, opened.restarted,
+                        time.time)
+
+    @classmethod
+    def over(cls, config: SwarmConfig, session: str, record: RunRecord, pool: PoolStore, state: SwarmState,
+             clock: Callable[[], float]) -> Coordinator:
+        """A coordinator over another run record and pool, on another clock: the simulator's."""
+        coordinator = cls.__new__(cls)
+        coordinator._begin(config, session, record, pool, state, False, clock)
+        return coordinator
+
+    def _begin(self, config: SwarmConfig, session: str, record: RunRecord, pool: PoolStore,
+               state: SwarmState, restarted: bool, clock: Callable[[], float]) -> None:
+        self.config, self.session, self.clock = config, session, clock
         self.roster = Roster()
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
-        opened = open_run(run_dir, config, session, resume)
-        self.directory: RunDirectory = opened.directory
-        self.pool: Pool = opened.pool
-        self.state: SwarmState = opened.state
-        with releasing_on_error(self.directory):
-            if not opened.restarted:
-                self._record(SessionStarted(session=session,
-                                            gpus_per_worker=config.workers.gpus_per_worker))
-            # also after a crash between session_started and here
-            for trial_id in decide.orphaned_trials(self.state, session):
-                self._finish_lost(trial_id, "its session ended before it reported")
-            self.session_start = self.state.session_starts.get(session, time.time())
-            self.pool.show_best(self._best.commit)
-            self.pool.open_merge_worktree(self._best.commit)
-            self._settle()
+        self.directory, self.pool, self.state = record, pool, state
+        if not restarted:
+            self._record(SessionStarted(session=session, gpus_per_worker=config.workers.gpus_per_worker))
+        # also after a crash between session_started and here
+        for trial_id in decide.orphaned_trials(self.state, session):
+            self._finish_lost(trial_id, "its session ended before it reported")
+        self.session_start = self.state.session_starts.get(session, clock())
+        self.pool.show_best(self._best.commit)
+        self.pool.open_merge_worktree(self._best.commit)
+        self._settle()
 
     @property
     def _best(self) -> BestRecord:
@@ -88,7 +102,7 @@ class Coordinator:
         seat = self.roster.seat(worker_id)
         choice = decide.assign(self.state, worker_id, set(self.roster.live), self.config.acceptance,
                                self.stop_reason(), winding_down=self._budget_spent() is not None,
-                               now=time.time(), hardware=seat.hardware,
+                               now=self.clock(), hardware=seat.hardware,
                                volunteers=self.roster.volunteers())
         if choice.action == "stop":
             self.roster.sent_home(worker_id)
@@ -96,22 +110,31 @@ class Coordinator:
         if choice.action == "wait":
             return WorkUnit("wait", best, wait_s=choice.wait_s)
         if choice.action == "propose":
-            avoid = frozenset(self.state.tried.get(best, set()) | {self._best.tree})
-            return WorkUnit("propose", best, commit=best, bundle=self.pool.bundle(best, have),
+            parent = choice.commit  # best, or the union on it being judged
+            tried = self.state.tried.get(parent, {})
+            avoid = frozenset(islice(reversed(tried), AVOID_AT_MOST)) | {self.state.tree_of.get(parent, "")}
+            return WorkUnit("propose", best, commit=parent, bundle=self.pool.bundle(parent, have),
                             recent=decide.recent_trials(self.state), avoid=avoid)
+        if choice.parts:
+            choice = self._build_union(choice)
+            if not choice.commit:
+                return self.next_work(worker_id, have, site)  # its parts conflicted: ask again
         assert choice.kind is not None
         trial_id = self._start_trial(worker_id, choice.kind, choice.commit, choice.tree,
-                                     choice.parent, choice.hypothesis, of=choice.of,
+                                     choice.parent, choice.hypothesis, of=choice.of, parts=choice.parts,
                                      # a rebased winner re-run by a volunteer needs a trusted confirmation
                                      volunteer=seat.volunteer and choice.kind == "candidate")
+        if choice.parts:
+            self.pool.keep(f"refs/swarm/unions/{trial_id}", choice.commit)
         return WorkUnit("evaluate", best, trial_id=trial_id, kind=choice.kind, commit=choice.commit,
                         bundle=self.pool.bundle(choice.commit, have))
 
     def best_now(self, worker_id: str, have: str | None) -> tuple[str, bytes | None]:
-        """The best commit and the objects `have` lacks of it: a worker mid-trial asks, so as to
-        prepare its next proposal on a best that moved since the trial began."""
-        best = self._best.commit
-        return best, self.pool.bundle(best, have)
+        """Where proposals go now (best, or the union on it being judged) and the objects `have`
+        lacks of it: a worker mid-trial asks, so as to prepare its next proposal where the next
+        `propose` will send it."""
+        head = decide.frontier(self.state, self.config.acceptance)
+        return head, self.pool.bundle(head, have)
 
     def begin_candidate(self, info: CandidateInfo) -> Admission:
         """Registers a committed proposal: its trial id, and why it must not run (if so)."""
@@ -188,16 +211,20 @@ class Coordinator:
     def stop_reason(self) -> str | None:
         """Why no new work at all starts (None while the run goes on)."""
         return decide.stop_reason(self.state, self.config.stop, self.config.target.metric.direction,
-                                  time.time() - self.session_start, self.stop_requested)
+                                  self.clock() - self.session_start, self.stop_requested,
+                                  workers=max(len(self.roster.live), 1))
 
     def _budget_spent(self) -> str | None:
         return decide.budget_spent(self.state, self.config.stop)
 
     def _settle(self) -> None:
         """Makes every verdict the recorded results allow, one at a time (each may move best)."""
-        while (judgement := decide.next_judgement(self.state, self.config.acceptance,
-                                                   self.config.target.metric.direction)):
-            self._carry_out(judgement)
+        while judgements := decide.next_judgements(self.state, self.config.acceptance,
+                                                   self.config.target.metric.direction,
+                                                   workers=max(len(self.roster.live), 1),
+                                                   winding_down=self._budget_spent() is not None):
+            for judgement in judgements:
+                self._carry_out(judgement)
         self.directory.write_results(self.state)
 
     def _carry_out(self, j: decide.Judgement) -> None:
@@ -209,7 +236,32 @@ class Coordinator:
             event = event.model_copy(update=self._replay_onto_best(j.trial))
         self._record(event)
         if event.verdict == "accepted":
-            self.pool.show_best(self._best.commit)
+            self.pool.show_best(self._best.commit)  # a union's parts are merged by the same event
+
+    def _build_union(self, choice: decide.Assignment) -> decide.Assignment:
+        """The union's commit: its parts merged onto best, the largest gain first. A part that
+        conflicts with best is judged stale_conflict; one that clashes only with a larger part
+        is left out of this union (it may make the next). Fewer than two parts make no union:
+        the commit is left empty, and the parts race alone."""
+        parts = [self.state.trials[p] for p in choice.parts]
+        best = self._best.commit
+        message = (f"union of {', '.join(p.id for p in parts)}\n\n"
+                   + "\n".join(f"{p.id}: {p.hypothesis}" for p in parts))
+        merged = self.pool.union([(p.commit, p.parent) for p in parts], best, message, UNION_SCRATCH_REF)
+        for index in merged.conflicted:
+            self._record(Judged(trial=parts[index].id, verdict="stale_conflict", improvement=parts[index].gain,
+                                runs=parts[index].judged_runs, reason=f"conflicts with best {best[:7]}"))
+        included = tuple(parts[i].id for i in merged.included)
+        if len(included) < 2 or merged.commit is None or merged.tree is None \
+                or merged.tree == self._best.tree or decide.union_tried(self.state, best, merged.tree):
+            for alone in (self.state.trials[p] for p in included):  # no union of them: each races alone
+                self._record(Judged(trial=alone.id, verdict="promising", improvement=alone.gain, alone=True,
+                                    runs=alone.judged_runs, reason="no union could be made of it"))
+            return replace(choice, commit="")
+        hypothesis = "union of " + ", ".join(included) + ": " + "; ".join(
+            self.state.trials[p].hypothesis for p in included)
+        return replace(choice, commit=merged.commit, tree=merged.tree, parts=included,
+                       hypothesis=hypothesis[:1000])
 
     def _commit_best(self, trial_id: str) -> str:
         trial = self.state.trials[trial_id]
@@ -217,6 +269,8 @@ class Coordinator:
         trailers = (f"Swarm-Trial: {trial.id}\nSwarm-Worker: {trial.worker}\n"
                     f"Swarm-Metric: {self.config.target.metric.name}={mean(runs):.6g}\n"
                     f"Swarm-Runs: {len(runs)}")
+        if trial.parts:
+            trailers += f"\nSwarm-Parts: {', '.join(trial.parts)}"
         message = f"{trial.hypothesis or 'an unnamed change'}\n\n{trailers}"
         return self.pool.commit_best(trial.tree, self._best.commit, message)
 
@@ -236,11 +290,11 @@ class Coordinator:
 
     def _start_trial(self, worker_id: str, kind: TrialKind, commit: str, tree: str,
                      parent: str, hypothesis: str, of: str | None = None, cost: Cost = Cost(),
-                     volunteer: bool = False) -> str:
+                     volunteer: bool = False, parts: tuple[str, ...] = ()) -> str:
         trial_id = self.state.next_trial_id()
         self._record(TrialStarted(
             trial=trial_id, kind=kind, worker=worker_id, commit=commit, tree=tree, parent=parent,
-            session=self.session, of=of, hypothesis=hypothesis,
+            session=self.session, of=of, parts=list(parts) or None, hypothesis=hypothesis,
             hardware=self.roster.seat(worker_id).hardware, volunteer=volunteer,
             node=self.roster.node_of(worker_id), tokens_in=cost.tokens_in,
             tokens_out=cost.tokens_out, cost_usd=cost.usd))

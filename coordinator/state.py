@@ -14,6 +14,7 @@ from swarm.core.events import (
     Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished,
     TrialStarted, cost_of,
 )
+from swarm.core.stats import Group, Noise, robust_noise
 from swarm.core.values import EVALUATED_STATUSES, Cost, TrialKind, TrialStatus, Verdict
 
 __all__ = ["TrialRecord", "BestRecord", "RebasedWinner", "RunInfo", "FailureNote", "SwarmState",
@@ -39,6 +40,7 @@ class TrialRecord:
     parent: str  # the best it was proposed on (candidates) or the best it re-runs (baselines)
     session: str
     of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
+    parts: tuple[str, ...] = ()  # a union: the trials whose changes it combines
     hypothesis: str = ""
     cost: Cost = Cost()
     status: TrialStatus | None = None  # None while in flight
@@ -54,11 +56,16 @@ class TrialRecord:
     started: float = 0.0  # ledger timestamps: when it was assigned, finished, judged
     finished: float = 0.0
     decided: float = 0.0
+    number: int = 0  # candidates only: how many candidates started before it, in all
+    judged_runs: int = 0  # the runs its latest verdict rested on
+    finish_number: int = -1  # how many trials finished before it (-1: in flight)
+    failed_union: bool = False  # it was a part of a union that was not accepted: it races alone
 
     @classmethod
     def from_event(cls, event: TrialStarted) -> TrialRecord:
         return cls(id=event.trial, kind=event.kind, worker=event.worker, commit=event.commit,
                    tree=event.tree, parent=event.parent, session=event.session, of=event.of,
+                   parts=tuple(event.parts or ()),
                    hypothesis=event.hypothesis, cost=cost_of(event), hardware=event.hardware,
                    volunteer=event.volunteer, node=event.node, started=event.ts)
 
@@ -114,7 +121,7 @@ class SwarmState:
     unjudged: set[str] = field(default_factory=set)  # finished ok candidates without a verdict
     awaiting: list[str] = field(default_factory=list)  # promising trials waiting for confirmation
     rebase_queue: list[RebasedWinner] = field(default_factory=list)  # clean picks to evaluate
-    tried: dict[str, set[str]] = field(default_factory=dict)  # parent -> trees tried on it
+    tried: dict[str, dict[str, None]] = field(default_factory=dict)  # parent -> trees tried on it, in order
     sessions: list[str] = field(default_factory=list)
     session_starts: dict[str, float] = field(default_factory=dict)  # session -> when it started
     session_gpus: dict[str, float] = field(default_factory=dict)  # session -> GPUs per worker
@@ -130,6 +137,21 @@ class SwarmState:
     last_refusal: str = ""
     cost: Cost = Cost()  # every proposal's, failed ones included
     last_event_ts: float = 0.0
+    # Indexes, so that no question below walks every trial (a run may hold 100,000).
+    groups: dict[str, dict[str, Group]] = field(default_factory=dict)  # class -> tree -> its runs
+    repeats: dict[str, dict[str, Group]] = field(default_factory=dict)  # the groups of two runs or more
+    confirms_of: dict[str, list[str]] = field(default_factory=dict)  # trial -> its confirmation runs
+    candidate_ids: list[str] = field(default_factory=list)  # in start order
+    finish_order: list[str] = field(default_factory=list)  # trials, as they finished
+    last_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (worker, session) -> its last trial
+    baseline_tries: dict[tuple[str, str], int] = field(default_factory=dict)  # (commit, class) -> runs ended
+    baseline_ok: dict[tuple[str, str], int] = field(default_factory=dict)  # (commit, class) -> ok runs
+    baseline_samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # tree -> class -> baselines
+    last_union: str | None = None  # the latest union started
+    unions: list[str] = field(default_factory=list)  # every union, in start order
+
+    def __post_init__(self) -> None:
+        self._noise: dict[str | None, Noise] = {}  # a cache, not state: not a field
 
     def apply(self, event: LedgerEvent) -> None:
         match event:
@@ -168,14 +190,26 @@ class SwarmState:
         self.inflight[trial.id] = trial.worker
         self.evaluations += 1
         self.cost += trial.cost
+        self.last_of[trial.worker, trial.session] = trial.id
+        if trial.kind == "confirm" and trial.of:
+            self.confirms_of.setdefault(trial.of, []).append(trial.id)
         if trial.kind == "candidate":
-            self.tried.setdefault(trial.parent, set()).add(trial.tree)
+            trial.number = len(self.candidate_ids)
+            self.candidate_ids.append(trial.id)
+            self.tried.setdefault(trial.parent, {})[trial.tree] = None
         if trial.kind == "candidate" and trial.of:
             self.rebase_queue = [r for r in self.rebase_queue if r.commit != trial.commit]
+        if trial.parts:
+            self.tree_of[trial.commit] = trial.tree  # proposals are made on a union being judged
+            self.last_union = trial.id
+            self.unions.append(trial.id)
 
     def _on_trial_finished(self, event: TrialFinished) -> None:
         trial = self.trials[event.trial]
         self.inflight.pop(trial.id, None)
+        if trial.status is None:
+            trial.finish_number = len(self.finish_order)
+            self.finish_order.append(trial.id)
         trial.status = event.status
         trial.metric = event.metric
         trial.metrics = event.metrics
@@ -191,8 +225,21 @@ class SwarmState:
             self.refusals_in_a_row = 0
         elif trial.status in ("duplicate", "out_of_scope") and trial.kind == "candidate":
             self._refused(trial.worker, f"{trial.status}: {event.reason}", event.ts)
+        if trial.kind == "baseline" and trial.status != "lost":
+            key = (trial.commit, trial.hardware)
+            self.baseline_tries[key] = self.baseline_tries.get(key, 0) + 1
+            if trial.status == "ok" and trial.metric is not None:
+                self.baseline_ok[key] = self.baseline_ok.get(key, 0) + 1
+                fresh = self.baseline_samples.setdefault(trial.tree, {}).setdefault(trial.hardware, [])
+                fresh.append(trial.metric)
         if trial.status == "ok" and trial.metric is not None:
             self.samples.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.metric)
+            by_tree = self.groups.setdefault(trial.hardware, {})
+            group = by_tree[trial.tree] = by_tree.get(trial.tree, Group(0, 0.0, 0.0)).plus(trial.metric)
+            if group.n >= 2:  # a lone run says nothing of the noise: only repeats change it
+                self.repeats.setdefault(trial.hardware, {})[trial.tree] = group
+                self._noise.pop(trial.hardware, None)
+                self._noise.pop(None, None)
         if trial.kind == "candidate" and trial.status == "ok":
             self.unjudged.add(trial.id)
         if trial.status == "lost" and trial.kind == "candidate" and trial.of:
@@ -205,18 +252,34 @@ class SwarmState:
         trial.verdict = event.verdict
         trial.gain = event.improvement
         trial.decided = event.ts
+        trial.judged_runs = event.runs
         self.unjudged.discard(trial.id)
         if trial.verdict == "promising":
-            self.awaiting.append(trial.id)
+            if trial.id not in self.awaiting:  # a second look at a promising trial changes nothing here
+                self.awaiting.append(trial.id)
         elif trial.id in self.awaiting:
             self.awaiting.remove(trial.id)
+        if event.alone:
+            trial.failed_union = True
+        if trial.parts and trial.verdict in ("discard", "unconfirmed", "stale_conflict"):
+            # its larger half may make the next union; the rest race alone
+            for part in trial.parts[len(trial.parts) // 2:]:
+                self.trials[part].failed_union = True
         if trial.verdict == "accepted":
             assert event.best_commit is not None, "an accepted verdict names its best commit"
             self._set_best(BestRecord(event.best_commit, trial.tree, trial.id, trial.hypothesis))
+            for part in trial.parts:  # the union's acceptance is its parts' verdict: one event
+                self._merged(self.trials[part], event.ts)
         if trial.verdict == "rebased":
             assert event.commit and event.tree and event.parent, "a rebased verdict names its commit"
             self.rebase_queue.append(RebasedWinner(event.commit, event.tree, event.parent,
                                                    trial.id, trial.hypothesis))
+
+    def _merged(self, part: TrialRecord, when: float) -> None:
+        part.verdict, part.decided = "merged", when
+        self.unjudged.discard(part.id)
+        if part.id in self.awaiting:
+            self.awaiting.remove(part.id)
 
     def _on_proposal_failed(self, event: ProposalFailed) -> None:
         self.proposal_failures += 1
@@ -245,12 +308,30 @@ class SwarmState:
 
     def confirmations(self, trial_id: str) -> list[TrialRecord]:
         """Confirmation runs of a trial that did not get lost (finished or in flight)."""
-        return [t for t in self.trials.values()
-                if t.kind == "confirm" and t.of == trial_id and t.status != "lost"]
+        runs = (self.trials[t] for t in self.confirms_of.get(trial_id, ()))
+        return [t for t in runs if t.status != "lost"]
 
-    def reference_samples(self, parent: str, hardware: str) -> list[float]:
-        """The runs, on one class of hardware, of the best a trial was proposed on."""
-        return self.samples.get(self.tree_of.get(parent, ""), {}).get(hardware, [])
+    def noise(self, hardware: str | None = None) -> Noise:
+        """The noise of one class of hardware (None: of every trusted class), from repeated
+        runs of the same code, disturbed groups left out; kept until a run of the class adds."""
+        if hardware not in self._noise:
+            if hardware is None:
+                groups = [g for cls, by_tree in self.repeats.items() if not cls.startswith(VOLUNTEER_CLASS)
+                          for g in by_tree.values()]
+            else:
+                groups = list(self.repeats.get(hardware, {}).values())
+            self._noise[hardware] = robust_noise(groups)
+        return self._noise[hardware]
+
+    def reference_samples(self, parent: str, hardware: str, fresh: int = 0) -> list[float]:
+        """The runs, on one class of hardware, of the best a trial was proposed on. fresh: once
+        it has that many baseline runs, those alone (not the runs that made it best, which were
+        chosen for being good); until then, all its runs, so that judging need not wait."""
+        tree = self.tree_of.get(parent, "")
+        baselines = self.baseline_samples.get(tree, {}).get(hardware, [])
+        if fresh and len(baselines) >= fresh:
+            return baselines
+        return self.samples.get(tree, {}).get(hardware, [])
 
     def best_samples(self, hardware: str | None = None) -> list[float]:
         """Best's trusted runs on one class of hardware, or on all of them."""

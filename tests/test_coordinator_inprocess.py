@@ -41,9 +41,12 @@ JOIN_S = 30.0
 
 
 def quadratic_config(overrides: dict[str, Any] | None = None) -> SwarmConfig:
-    """configs/quadratic.yaml with a tiny budget, on the example target, plus `overrides`."""
+    """configs/quadratic.yaml with a tiny budget, on the example target, plus `overrides`; under
+    the point rule (noise_k 2) whose confirmations and rebases these hand-driven orders follow
+    (the statistical test's own orders: tests/test_acceptance.py and the union test below)."""
     return load_config(ROOT / "configs" / "quadratic.yaml", {
-        "target.repo": str(QUADRATIC), "target.budget_s": 0.05, **(overrides or {})})
+        "target.repo": str(QUADRATIC), "target.budget_s": 0.05, "acceptance.noise_k": 2.0,
+        "acceptance.confirm_runs": 1, "acceptance.baseline_runs": 3, **(overrides or {})})
 
 
 def events(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -154,11 +157,10 @@ def quadratic_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
 def test_e2e_every_worker_works_and_the_budget_is_spent(quadratic_run: FinishedRun) -> None:
     state = quadratic_run.coordinator.state
     assert all(n > 0 for n in quadratic_run.reported), quadratic_run.reported
-    assert state.evaluations >= 24
+    assert 24 <= state.evaluations <= 24 + 3  # owed work past the budget: one evaluation a worker at most
     assert state.inflight == {}
     assert "lost" not in {t.status for t in state.trials.values()}
-    assert quadratic_run.coordinator.stop_reason() is None
-    assert quadratic_run.coordinator.status().stop_reason == "max_trials reached (24)"
+    assert (quadratic_run.coordinator.status().stop_reason or "").startswith("max_trials reached (24)")
 
 
 def test_e2e_best_improves_on_the_baseline(quadratic_run: FinishedRun) -> None:
@@ -219,7 +221,8 @@ def test_e2e_results_tsv_has_one_row_per_finished_trial(quadratic_run: FinishedR
     header, *rows = quadratic_run.results
     assert "\t".join(header) == RESULTS_HEADER
     assert all(len(row) == 8 for row in rows)
-    assert [row[5] for row in rows] == sorted(t.id for t in state.trials.values() if t.status)
+    assert [row[5] for row in rows] == state.finish_order  # in the order trials finished
+    assert sorted(state.finish_order) == sorted(t.id for t in state.trials.values() if t.status)
     for commit, score, memory, status, _, trial_id, worker, cost in rows:
         trial = state.trials[trial_id]
         assert (commit, status, worker, memory, cost) == (
@@ -285,9 +288,10 @@ def _comparable(state: Any) -> dict[str, Any]:
 class Driver:
     """A Coordinator on the quadratic example, called directly, plus a clone to craft commits in."""
 
-    def __init__(self, tmp: Path, overrides: dict[str, Any] | None = None) -> None:
-        self.config = quadratic_config({"acceptance.baseline_runs": 1, "acceptance.confirm_runs": 1,
-                                        **(overrides or {})})
+    def __init__(self, tmp: Path, overrides: dict[str, Any] | None = None,
+                 config: SwarmConfig | None = None) -> None:
+        self.config = config or quadratic_config({"acceptance.baseline_runs": 1, "acceptance.confirm_runs": 1,
+                                                  **(overrides or {})})
         self.run_dir = tmp / "run"
         self.coord = Coordinator(self.config, self.run_dir, "s1", resume=False)
         self.space = Workspace(tmp / "crafting")
@@ -1101,3 +1105,51 @@ def test_a_proposer_is_shown_its_own_failed_trial_and_the_winners_so_far(tmp_pat
     assert "broken on purpose" in after_crash  # the log's tail
     assert proposer.seen[-1].winners and proposer.seen[-1].winners[0].hypothesis.startswith("B move")
     assert all(c.winners == () for c in proposer.seen[:2])  # nothing accepted yet
+
+
+# -- unions: winners merged into the pool --------------------------------------------------------
+
+MANYKNOB = ROOT / "examples" / "manyknob"
+
+
+def test_promising_changes_to_adjacent_lines_are_merged_into_a_union_that_becomes_best(tmp_path: Path) -> None:
+    # manyknob's thirty constants stand on adjacent lines, as real targets keep them
+    config = load_config(ROOT / "configs" / "manyknob.yaml", {
+        "target.repo": str(MANYKNOB), "target.budget_s": 0.05,
+        "acceptance.false_accept": 0.1, "acceptance.baseline_runs": 3, "acceptance.max_runs": 2})
+    driver = Driver(tmp_path, config=config)
+    for worker, metric in (("w1", 3.70), ("w2", 3.72), ("w3", 3.74)):  # spread 0.02, 2 degrees of freedom
+        driver.baseline(worker, metric)
+    k01, info_1, bundle_1 = driver.propose("w1", ("K01 = 1.0", "K01 = 1.25"))
+    k02, info_2, bundle_2 = driver.propose("w2", ("K02 = 1.0", "K02 = 1.25"))
+    driver.ok(k01, "w1", 3.67, bundle_1)  # each 0.05 better: not yet beyond doubt alone
+    driver.ok(k02, "w2", 3.67, bundle_2)
+    state = driver.coord.state
+    assert [state.trials[t].verdict for t in (k01, k02)] == ["promising", "promising"]
+
+    unit = driver.coord.next_work("w3", None)
+    assert unit.trial_id is not None, (unit, state.noise(None), [state.trials[t].gain for t in state.awaiting])
+    union = state.trials[unit.trial_id]
+    assert (unit.action, unit.kind, union.parts) == ("evaluate", "candidate", (k01, k02))
+    repo = driver.coord.pool.repo
+    text = repo.git.show(f"{unit.commit}:train.py")
+    assert "K01 = 1.25\nK02 = 1.25\nK03 = 1.0\n" in text
+    assert repo.commit(unit.commit).parents[0].hexsha == state.best.commit
+
+    driver.ok(unit.trial_id, "w3", 3.42)  # 0.30 better: the two together, beyond doubt
+    best = state.best
+    assert (best.trial, best.tree) == (union.id, union.tree)
+    assert [state.trials[t].verdict for t in (k01, k02)] == ["merged", "merged"]
+    message = repo.commit(best.commit).message
+    assert f"Swarm-Parts: {k01}, {k02}" in message and f"Swarm-Trial: {union.id}" in message
+    rows = {row[5]: row for row in results_lines(driver.run_dir)[1:]}
+    assert (rows[k01][3], rows[k02][3], rows[union.id][3]) == ("merged", "merged", "keep")
+    assert rows[union.id][4].startswith(f"union of {k01}, {k02}: K01 = 1.0 -> K01 = 1.25")
+    started = [e for e in events(driver.run_dir, "trial_started") if e["trial"] == union.id]
+    assert started[0]["parts"] == [k01, k02]  # the ledger records what the union combines
+    # resumed, the coordinator rebuilds the same pool from the ledger: best, the parts merged
+    before = (state.best, [state.trials[t].verdict for t in (k01, k02, union.id)], state.trials[union.id].parts)
+    reopened = driver.reopen("s2", resume=True)
+    after = reopened.state
+    assert (after.best, [after.trials[t].verdict for t in (k01, k02, union.id)], after.trials[union.id].parts) == before
+    reopened.close()

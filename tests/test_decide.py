@@ -110,7 +110,7 @@ def test_trial_started_records_trial_in_flight() -> None:
     assert state.trials["00001"] == TrialRecord(
         id="00001", kind="candidate", worker="w1", commit="c1", tree="t1", parent="c0",
         session="s1", hypothesis="h1", cost=Cost(usd=0.25))
-    assert (state.inflight, state.tried, state.cost.usd) == ({"00001": "w1"}, {"c0": {"t1"}}, 0.25)
+    assert (state.inflight, state.tried, state.cost.usd) == ({"00001": "w1"}, {"c0": {"t1": None}}, 0.25)
 
 
 def test_trial_finished_records_result() -> None:
@@ -490,6 +490,14 @@ def test_requested_stop() -> None:
 
 def test_no_reason_to_stop() -> None:
     assert stop_reason(replay(START, BASELINES), StopSpec(), "minimize", 1e9, False) is None
+
+
+def test_owed_work_past_max_trials_takes_at_most_one_evaluation_a_worker() -> None:
+    state = replay(START, BASELINES)  # three evaluations
+    assert budget_spent(state, StopSpec(max_trials=1)) == "max_trials reached (1)"
+    assert stop_reason(state, StopSpec(max_trials=1), "minimize", 0.0, False, workers=3) is None
+    assert stop_reason(state, StopSpec(max_trials=1), "minimize", 0.0, False, workers=2) == (
+        "max_trials reached (1) and its wind-down (2 more) spent")
 
 
 def test_hours_reached() -> None:

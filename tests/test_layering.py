@@ -98,8 +98,17 @@ def test_the_layering_check_sees_an_upward_import(tmp_path: Path) -> None:
 
 
 def import_with_blocked(names: list[str], blocked: list[str]) -> subprocess.CompletedProcess[str]:
-    code = ("import sys\n" + "".join(f"sys.modules[{b!r}] = None\n" for b in blocked)
-            + "".join(f"import {m}\n" for m in names))
+    """Imports `names` in a fresh interpreter where importing any of `blocked` fails, as if they
+    were not installed (and checks that none was imported after all)."""
+    code = ("import sys\n"
+            "class Absent:\n"
+            f"    blocked = {tuple(blocked)!r}\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in self.blocked:\n"
+            "            raise ImportError(f'{name} is not installed here')\n"
+            "sys.meta_path.insert(0, Absent())\n"
+            + "".join(f"import {m}\n" for m in names)
+            + "assert not any(m.split('.')[0] in Absent.blocked for m in sys.modules), 'a blocked module loaded'\n")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
 
 

@@ -92,7 +92,7 @@ def test_corrupt_middle_line_names_path_and_line(tmp_path: Path) -> None:
      "run_started, session_started, trial_started, trial_finished, verdict, proposal_failed"),
     ('{"event":"trial_finished","status":"ok"}', "a trial_finished event without its 'trial' field"),
     ('{"event":"verdict","trial":"1","verdict":"kept"}', "a verdict event whose 'verdict' is 'kept': "
-     "Input should be 'promising', 'accepted', 'discard', 'unconfirmed', 'rebased' or 'stale_conflict'"),
+     "Input should be 'promising', 'accepted', 'merged', 'discard', 'unconfirmed', 'rebased' or 'stale_conflict'"),
     ('{"event":"session_started","session":"x","evil":1}', "a session_started event with a field no "
      "swarm writes: 'evil'"),
     ('{"session":"x"}', "not an event: it has no 'event' field naming its kind"),

@@ -56,6 +56,7 @@ class TrialStarted(_Event):
     parent: str  # the best it was proposed on (candidates) or the best it re-runs
     session: str
     of: str | None = None  # confirm: the trial it re-runs; rebased candidate: the stale winner
+    parts: list[str] | None = None  # a union: the trials whose changes it combines
     hypothesis: str = ""
     hardware: str = ""
     volunteer: bool = False
@@ -88,6 +89,7 @@ class Judged(_Event):
     improvement: float | None = None  # its gain (positive: better)
     runs: int = 0
     reason: str = ""
+    alone: bool | None = None  # promising: no union will take it (it races alone from now on)
     best_commit: str | None = None  # accepted: the new best commit
     commit: str | None = None  # rebased: the replayed commit, its tree and the best it is on
     tree: str | None = None

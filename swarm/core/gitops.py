@@ -6,6 +6,7 @@ Commits travel between processes as bundles (bytes), so no shared file system is
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -83,9 +84,35 @@ def tree_of(repo: git.Repo, rev: str) -> str:
 
 
 def changed_paths(repo: git.Repo, old: str, new: str) -> list[str]:
-    """Every path a change touches (both sides of a rename)."""
-    out = repo.git.diff("--no-renames", "--name-only", "-z", old, new)
-    return [p for p in out.split("\0") if p]
+    """Every path a change touches (both sides of a rename), as `git diff --no-renames
+    --name-only` lists them. Read through git's object database (one long-lived `cat-file`
+    process), not a `git diff` per call: the coordinator asks this of every result."""
+    return sorted(_tree_diff(repo.commit(old).tree, repo.commit(new).tree, ""))
+
+
+def _tree_diff(old: git.Tree, new: git.Tree, prefix: str) -> set[str]:
+    if old.binsha == new.binsha:
+        return set()
+    before, after = {e.name: e for e in old}, {e.name: e for e in new}
+    changed: set[str] = set()
+    for name in before.keys() | after.keys():
+        a, b = before.get(name), after.get(name)
+        if a is not None and b is not None and (a.binsha, a.mode) == (b.binsha, b.mode):
+            continue
+        if isinstance(a, git.Tree) and isinstance(b, git.Tree):
+            changed |= _tree_diff(a, b, f"{prefix}{name}/")
+        else:
+            changed |= _files_at(a, prefix + name) | _files_at(b, prefix + name)
+    return changed
+
+
+def _files_at(entry: git.Tree | git.Blob | git.Submodule | None, path: str) -> set[str]:
+    """Every file at or below a tree entry (nothing for an absent one)."""
+    if entry is None:
+        return set()
+    if isinstance(entry, git.Tree):
+        return {file for child in entry for file in _files_at(child, f"{path}/{child.name}")}
+    return {path}
 
 
 def make_bundle(repo: git.Repo, commit: str, exclude: list[str]) -> bytes | None:
@@ -174,14 +201,42 @@ def commit_tree(repo: git.Repo, tree: str, parent: str, message: str) -> str:
 
 
 def set_ref(repo: git.Repo, ref: str, commit: str) -> None:
-    repo.git.update_ref(ref, commit)
+    """Points `ref` at `commit`. A ref under refs/swarm/ (one per trial: thousands) is written as
+    git would write it loose, in-process and fsync'd, instead of by an `update-ref` per result;
+    branches go through git, which keeps their reflog."""
+    if not ref.startswith("refs/swarm/") or not _SHA.match(commit) or not _loose_refs(repo):
+        repo.git.update_ref(ref, commit)
+        return
+    path = Path(repo.git_dir) / ref
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(path.name + ".lock")  # git's own lock name: a crash leaves what git clears
+    with open(scratch, "w", encoding="ascii") as file:
+        file.write(commit + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(scratch, path)
+
+
+_LOOSE_REFS: dict[str, bool] = {}
+
+
+def _loose_refs(repo: git.Repo) -> bool:
+    """Whether the repository keeps refs as files (git's "files" backend; not reftable)."""
+    key = str(repo.git_dir)
+    if key not in _LOOSE_REFS:
+        with repo.config_reader() as config:
+            storage = config.get_value("extensions", "refstorage", "files")
+        _LOOSE_REFS[key] = str(storage).lower() == "files"
+    return _LOOSE_REFS[key]
 
 
 def has_commit(repo: git.Repo, sha: str) -> bool:
+    """Whether the repository holds the commit, asked of its object database (no subprocess)."""
+    if not _SHA.match(sha):
+        return False
     try:
-        repo.git.cat_file("-e", f"{sha}^{{commit}}")
-        return True
-    except git.GitCommandError:
+        return bool(repo.odb.info(bytes.fromhex(sha)).type == b"commit")
+    except (ValueError, OSError, git.BadObject, git.BadName):
         return False
 
 

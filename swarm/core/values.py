@@ -23,10 +23,11 @@ TrialStatus = Literal[
     "duplicate", "stale_conflict", "lost",
 ]
 
-# promising: beat best once, waits for its confirmation; accepted: became best; rebased: beat an
-# older best and was replayed onto the newer one, to be run there; stale_conflict: that replay
-# conflicted; discard / unconfirmed: did not (or no longer) beat the margin.
-Verdict = Literal["promising", "accepted", "discard", "unconfirmed", "rebased", "stale_conflict"]
+# promising: beat best once, waits for its confirmation or a union; accepted: became best;
+# merged: became best as a part of a union; rebased: beat an older best and was replayed onto
+# the newer one, to be run there; stale_conflict: that replay (or its union) conflicted;
+# discard / unconfirmed: did not (or no longer) beat the margin.
+Verdict = Literal["promising", "accepted", "merged", "discard", "unconfirmed", "rebased", "stale_conflict"]
 
 # Why the coordinator refuses to run an announced candidate.
 Refusal = Literal["duplicate", "stop"]
