@@ -62,6 +62,7 @@ class RunDirectory:
         self.repo_dir = path / "repo"
         self.results = ResultsFile(path / "results.tsv", metric_name)
         self._ledger: Ledger | None = None
+        self._changed: set[str] | None = None  # trials whose results line may differ (None: any)
 
     def read_ledger(self) -> list[LedgerEvent]:
         """The events recorded so far (opening the ledger first drops a line torn by a crash)."""
@@ -77,6 +78,8 @@ class RunDirectory:
         """Appends the event durably; returns it as written (with its timestamp)."""
         assert self._ledger is not None, "the ledger is opened or created first"
         stamped = self._ledger.append(event)
+        if self._changed is not None and isinstance(stamped, TrialFinished | Judged):
+            self._changed.add(stamped.trial)
         if isinstance(stamped, TrialFinished | Judged | ProposalFailed):
             shown = stamped.model_dump(exclude={"ts", "event", "metrics"}, exclude_none=True)
             log.info(" ".join(f"{k}={v}" for k, v in shown.items() if v not in ("", {})))
@@ -88,7 +91,8 @@ class RunDirectory:
         (logs / f"{trial_id}.log").write_text(text)
 
     def write_results(self, state: SwarmState) -> None:
-        self.results.write(state)
+        self.results.write(state, self._changed)
+        self._changed = set()
 
     def close(self) -> None:
         """Releases the run directory (a process that exits releases it too)."""

@@ -219,7 +219,8 @@ def test_status_shows_the_same_headline_figures_as_the_ledger_gives(quadratic_ru
     finished = [e for e in ran if e["event"] == "trial_finished" and e["status"] in EVALUATED_STATUSES]
     best_tree = started[[e for e in ran if e.get("verdict") == "accepted"][-1]["trial"]]["tree"]
     runs = [e["metric"] for e in finished if started[e["trial"]]["tree"] == best_tree and e["status"] == "ok"]
-    best = f"{statistics.mean(runs):.6f} ± {statistics.stdev(runs):.6f} over {len(runs)} runs"
+    spread = f" ± {statistics.stdev(runs):.6f}" if len(runs) > 1 else ""  # a clear winner may have one run
+    best = f"{statistics.mean(runs):.6f}{spread} over {len(runs)} runs"
     baseline_runs = [e["metric"] for e in finished if started[e["trial"]]["kind"] == "baseline"
                      and started[e["trial"]]["commit"] == ran[0]["commit"]]
     gain = statistics.mean(baseline_runs) - statistics.mean(runs)  # minimize: positive is better

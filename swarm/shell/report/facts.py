@@ -33,6 +33,7 @@ class Change:
     after: Estimate
     gain: float  # after vs before, positive = better in the run's direction
     rebased_from: str | None  # the stale winner it re-ran, if it was one
+    parts: tuple[str, ...]  # a union: the trials whose changes it combined
     accepted_at: float
 
 
@@ -135,7 +136,7 @@ def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:
         changes.append(Change(number, after.trial or "", after.commit, before.commit,
                               after.hypothesis, old, new, gain,
                               trial.of if trial and trial.kind == "candidate" else None,
-                              trial.decided if trial else 0.0))
+                              trial.parts if trial else (), trial.decided if trial else 0.0))
     return changes
 
 

@@ -4,7 +4,7 @@ landed; winners whose change conflicted with the newer best hang below it in red
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -15,7 +15,7 @@ from swarm.shell.report.facts import RunFacts, shorten
 
 __all__ = ["Lineage", "lineage_of", "draw_lineage"]
 
-_BEST, _STALE, _CONFLICT = 0.0, 1.0, -1.0
+_BEST, _STALE, _MERGED, _CONFLICT = 0.0, 1.0, 2.0, -1.0
 MAX_LABELS = 40
 
 
@@ -27,6 +27,7 @@ class Lineage:
     best: list[tuple[str, float, str]]  # (commit, x, label) in the order best moved
     stale: list[tuple[str, float, str, str | None]]  # (trial, x, parent commit, landed commit)
     conflicts: list[tuple[str, float, str]]  # (trial, x, parent commit)
+    merged: list[tuple[str, float, str, str]] = field(default_factory=list)  # (part, x, parent, its union's best)
 
 
 def lineage_of(facts: RunFacts) -> Lineage:
@@ -37,9 +38,12 @@ def lineage_of(facts: RunFacts) -> Lineage:
     landed = {c.rebased_from: c.commit for c in facts.changes if c.rebased_from}
     stale = [t for t in facts.trials if t.verdict == "rebased"]
     conflicts = [t for t in facts.trials if t.verdict == "stale_conflict"]
-    spots = _between(stale + conflicts, index)
+    into = {part: c.commit for c in facts.changes for part in c.parts}
+    merged = [t for t in facts.trials if t.id in into]
+    spots = _between(stale + conflicts + merged, index)
     return Lineage(best, [(t.id, spots[t.id], t.parent, landed.get(t.id)) for t in stale],
-                   [(t.id, spots[t.id], t.parent) for t in conflicts])
+                   [(t.id, spots[t.id], t.parent) for t in conflicts],
+                   [(t.id, spots[t.id], t.parent, into[t.id]) for t in merged])
 
 
 def _between(trials: list[TrialRecord], index: dict[str, float]) -> dict[str, float]:
@@ -59,17 +63,19 @@ def draw_lineage(facts: RunFacts, path: Path) -> None:
     at = {commit: x for commit, x, _ in lineage.best}
     _branch(axes, lineage)
     _stale(axes, lineage, at)
+    _merged(axes, lineage, at)
     _hang(axes, [(x, p) for _, x, p in lineage.conflicts], at, _CONFLICT, "tab:red",
           f"conflicted with a newer best ({len(lineage.conflicts)})")
     off_branch = ([(t, x, _STALE) for t, x, *_ in lineage.stale]
+                  + [(t, x, _MERGED) for t, x, *_ in lineage.merged]
                   + [(t, x, _CONFLICT) for t, x, _ in lineage.conflicts])
     for trial, x, y in off_branch[:MAX_LABELS]:
         axes.annotate(trial, (x, y), xytext=(0, 6), textcoords="offset points", fontsize=6, ha="center")
-    axes.set_yticks([_CONFLICT, _BEST, _STALE], ["conflicts", "best", "stale winners"])
-    axes.set_ylim(-1.8, 1.6)
+    axes.set_yticks([_CONFLICT, _BEST, _STALE, _MERGED], ["conflicts", "best", "stale winners", "union parts"])
+    axes.set_ylim(-1.8, 2.6)
     axes.set_xlim(-0.5, max(len(lineage.best) - 0.5, 1.5))
-    axes.set_xlabel("accepted changes, in order (stale winners and conflicts after the best "
-                    "they were proposed on)")
+    axes.set_xlabel("accepted changes, in order (stale winners, union parts and conflicts after "
+                    "the best they were proposed on)")
     axes.legend(loc="upper left", fontsize=8)
     axes.grid(axis="x", alpha=0.3)
     axes.set_title(f"{facts.name}: the pool's lineage")
@@ -93,6 +99,16 @@ def _stale(axes: Axes, lineage: Lineage, at: dict[str, float]) -> None:
     for x, commit in landed:
         axes.annotate("", (at[commit], _BEST), (x, _STALE),
                       arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.7})
+
+
+def _merged(axes: Axes, lineage: Lineage, at: dict[str, float]) -> None:
+    """Parts of unions, each with an arrow to the best its union became."""
+    _hang(axes, [(x, p) for _, x, p, _ in lineage.merged], at, _MERGED, "tab:purple",
+          f"union parts ({len(lineage.merged)} in {len({u for *_, u in lineage.merged})} unions)")
+    for _, x, _, union in lineage.merged:
+        if union in at:
+            axes.annotate("", (at[union], _BEST), (x, _MERGED),
+                          arrowprops={"arrowstyle": "->", "color": "tab:purple", "alpha": 0.5})
 
 
 def _hang(axes: Axes, points: list[tuple[float, str]], at: dict[str, float], y: float,

@@ -105,6 +105,8 @@ def _changes(facts: RunFacts, diffs: dict[str, str]) -> str:
 def _change(change: Change, diff: str, facts: RunFacts) -> str:
     gain = "" if math.isnan(change.gain) else f"{change.gain:+.6g}"
     rebased = f" (a stale winner of trial {change.rebased_from}, rebased)" if change.rebased_from else ""
+    if change.parts:
+        rebased += f" (a union of trials {', '.join(change.parts)})"
     head = (f"### {change.number}. trial {change.trial}: {change.hypothesis}{rebased}\n\n"
             f"{facts.metric} {change.before.text()} -> {change.after.text()}: gain {gain or '-'}. "
             f"Commit {change.commit[:7]}.")
