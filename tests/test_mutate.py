@@ -9,7 +9,7 @@ import pytest
 
 from swarm.core.values import Cost
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
-from workers.proposers.mutate import MutateProposer, Tunable, apply_value, find_tunables, perturb
+from workers.proposers.mutate import MutateProposer, Tunable, apply_value, find_tunables, perturb, step
 
 __all__: list[str] = []
 
@@ -176,3 +176,35 @@ def test_quadratic_example_has_exactly_its_four_knobs() -> None:
         ("C", 1.0, None),
         ("OPTIMIZER", "sgd", ("sgd", "momentum", "adam")),
     ]
+
+
+def test_steps_add_a_unit_of_the_leading_digit_flip_a_floats_sign_or_scale() -> None:
+    lr = Tunable("t.py", "LR", 1, 0, 1, 0.04, None)
+    moved = {step(lr, random.Random(seed)) for seed in range(400)}
+    assert {0.03, 0.05} <= moved  # additive: a factor reaches neither from 0.04
+    assert -0.04 in moved  # the sign: a factor never flips it
+    assert {0.02, 0.032, 0.05, 0.08} <= moved  # and the factors as before
+    assert 0.04 not in moved
+
+
+@pytest.mark.parametrize("t", EXPECTED + EDGE, ids=lambda t: t.name)
+def test_a_step_always_moves_keeps_an_ints_sign_and_a_choices_list(t: Tunable) -> None:
+    for seed in range(300):
+        new = step(t, random.Random(seed))
+        assert new != t.value
+        if t.choices is not None:
+            assert new in t.choices
+        elif isinstance(t.value, int):
+            assert type(new) is int and (new >= 1 if t.value >= 0 else new <= -1)
+
+
+def test_now_and_then_two_constants_move_together() -> None:
+    source = "A = 1.0\nB = 2.0\nC = 3.0\n"
+    proposals = [MutateProposer(seed=seed).propose(ProposalContext(program="", files={"t.py": source}))
+                 for seed in range(200)]
+    pairs = [p for p in proposals if isinstance(p, Proposal) and "; " in p.hypothesis]
+    assert 1 <= len(pairs) <= 30  # about one in twenty
+    for pair in pairs:
+        text = pair.files["t.py"]
+        changed = [a for a, b in zip(source.splitlines(), text.splitlines(), strict=True) if a != b]
+        assert len(changed) == 2 and len(pair.hypothesis.split("; ")) == 2

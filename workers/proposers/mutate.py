@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
 
-__all__ = ["FACTORS", "Tunable", "find_tunables", "perturb", "apply_value", "MutateProposer"]
+__all__ = ["FACTORS", "Tunable", "find_tunables", "perturb", "step", "apply_value", "MutateProposer"]
 
 Value = int | float | str
 
@@ -20,6 +20,12 @@ FACTORS: tuple[float, ...] = (0.5, 0.8, 1.25, 2.0)
 # Zero is usually an off switch (dropout, weight decay, warmup) whose useful size is
 # unknown, so a zero float tries a few decades, and only upwards: such switches go negative rarely.
 ZERO_FLOAT_STEPS: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+# How moves are drawn: mostly a factor (PBT's), sometimes one unit of the leading digit added
+# or taken away (a factor cannot reach 0.05 from 0.04), sometimes a float's sign flipped (a
+# factor never does), and now and then two constants at once (for knobs that act together).
+ADDITIVE_SHARE = 0.15
+SIGN_SHARE = 0.05
+TWO_AT_ONCE_SHARE = 0.05
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _CHOICES = re.compile(r"\bchoices:\s*(.*)$", re.IGNORECASE)
@@ -64,6 +70,29 @@ def perturb(t: Tunable, rng: random.Random, factors: tuple[float, ...] = FACTORS
     raise ValueError(f"{t.name}: a string without `# choices:` cannot be perturbed")
 
 
+def step(t: Tunable, rng: random.Random, factors: tuple[float, ...] = FACTORS) -> Value:
+    """A new value for t: a factor (`perturb`), an additive step or a sign flip (see the shares
+    above); never t.value, and choices stay the only moves of a constant that has them."""
+    draw = rng.random()
+    if t.choices or isinstance(t.value, str) or t.value == 0:
+        return perturb(t, rng, factors)
+    if draw < SIGN_SHARE and isinstance(t.value, float):
+        return -t.value  # an int is a count or a size: it keeps its sign
+    if draw < SIGN_SHARE + ADDITIVE_SHARE:
+        return _additive(t.value, rng)
+    return perturb(t, rng, factors)
+
+
+def _additive(value: int | float, rng: random.Random) -> int | float:
+    """value plus or minus one unit of its leading digit (an int: at least 1), keeping its sign."""
+    unit = 10 ** math.floor(math.log10(abs(value)))
+    if isinstance(value, int):
+        counted = value + rng.choice((-1, 1)) * max(1, int(unit))
+        return counted if counted * value > 0 else value + (1 if value > 0 else -1) * max(1, int(unit))
+    moved = float(f"{value + rng.choice((-1.0, 1.0)) * unit:.4g}")
+    return moved if moved * value > 0 and moved != value else float(f"{value + math.copysign(unit, value):.4g}")
+
+
 def apply_value(source: str, t: Tunable, new_value: Value) -> str:
     """source with only t's literal replaced by new_value; every other byte kept."""
     lines = io.StringIO(source, newline="").readlines()  # keeps each line's own ending
@@ -83,16 +112,20 @@ class MutateProposer:
         self._factors = factors
 
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
-        """One constant changed, with a hypothesis like `LR 0.04 -> 0.05`."""
+        """One constant changed (now and then two), with a hypothesis like `LR 0.04 -> 0.05`."""
         tunables = _collect(context.files)
         if not tunables:
             return ProposalFailure(_NOTHING_TUNABLE.format(paths=", ".join(sorted(context.files)) or "none"))
-        t = self._rng.choice(tunables)
-        source = context.files[t.path]
-        value = perturb(t, self._rng, self._factors)
-        old = _literal_text(source, t)
-        hypothesis = f"{t.name} {old} -> {_render(value, old)}"
-        return Proposal(files={t.path: apply_value(source, t, value)}, hypothesis=hypothesis)
+        count = 2 if len(tunables) > 1 and self._rng.random() < TWO_AT_ONCE_SHARE else 1
+        files, moves = dict(context.files), []
+        # the later line first, so that the earlier one's byte span still holds
+        for t in sorted(self._rng.sample(tunables, count), key=lambda t: (t.path, -t.line)):
+            value = step(t, self._rng, self._factors)
+            old = _literal_text(files[t.path], t)
+            files[t.path] = apply_value(files[t.path], t, value)
+            moves.append(f"{t.name} {old} -> {_render(value, old)}")
+        changed = {path: text for path, text in files.items() if text != context.files[path]}
+        return Proposal(files=changed, hypothesis="; ".join(sorted(moves)))
 
 
 def _collect(files: dict[str, str]) -> list[Tunable]:
