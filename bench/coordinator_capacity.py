@@ -89,8 +89,20 @@ def _new_score(text: str, value: float) -> str:
     return re.sub(r"^A = .*$", f"A = {value}", text, flags=re.M)
 
 
+KNOBS = ("A", "B", "C")  # the quadratic's constants, on lines of their own: changes to two of them merge
+
+
+def _score(text: str, rng: random.Random) -> float:
+    """The quadratic's score of a train.py (sgd's penalty included), with its noise."""
+    a, b, c = (float(re.search(rf"^{k} = (.*)$", text, flags=re.M).group(1)) for k in KNOBS)  # type: ignore[union-attr]
+    return (a - 3.0) ** 2 + 2 * (b - 0.3) ** 2 + 2 * (c - 0.25) ** 2 + 0.6 + rng.gauss(0.0, 0.02)
+
+
 def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: threading.Lock,
                      deadline: float, seed: int) -> None:
+    """A worker without an experiment: it proposes a new value for one of the quadratic's
+    constants, and scores whatever it is asked to run (a baseline, a re-run, a union) by the
+    constants its commit holds, with the target's noise."""
     rng = random.Random(seed)
     timed.call("hello", worker, HARDWARE)
     have = None
@@ -105,22 +117,22 @@ def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: th
             time.sleep(unit.wait_s)
             continue
         if unit.action == "evaluate":
-            timed.call("report", TrialOutcome(unit.trial_id, worker, "ok", rng.gauss(5.0, 0.5),
+            with space_lock:
+                text = space.repo.git.show(f"{unit.commit}:train.py")
+            timed.call("report", TrialOutcome(unit.trial_id, worker, "ok", _score(text, rng),
                                               seconds=0.0, hardware="cpu:bench", log="---\n"))
             continue
-        a = round(rng.uniform(0.0, 6.0), 6)
+        knob, value = rng.choice(KNOBS), round(rng.uniform(0.0, 6.0 if rng.random() < 0.34 else 1.0), 6)
         with space_lock:
             space.start_proposal(unit.commit)
-            text = _new_score(space.read_text("train.py"), a)
-            commit, tree = space.commit_on(unit.commit, {"train.py": text}, f"A = {a}")
+            text = re.sub(rf"^{knob} = .*$", f"{knob} = {value}", space.read_text("train.py"), flags=re.M)
+            commit, tree = space.commit_on(unit.commit, {"train.py": text}, f"{knob} = {value}")
             bundle = space.bundle(commit, unit.commit)
-        admission = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"A = {a}"))
+        admission = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"{knob} = {value}"))
         if admission.refusal:
             continue
-        trial = admission.trial_id
-        score = (a - 3.0) ** 2 + 4.6 + rng.gauss(0.0, 0.02)  # the quadratic with B, C, sgd as given
-        timed.call("report", TrialOutcome(trial, worker, "ok", score, seconds=0.0, hardware="cpu:bench",
-                                          log="---\n", bundle=bundle))
+        timed.call("report", TrialOutcome(admission.trial_id, worker, "ok", _score(text, rng), seconds=0.0,
+                                          hardware="cpu:bench", log="---\n", bundle=bundle))
 
 
 @dataclass
@@ -129,6 +141,7 @@ class Row:
     wall: float
     trials: int  # trials the coordinator recorded (results plus duplicates refused at the door)
     accepted: int
+    unions: tuple[int, int]  # unions built, and accepted
     seconds: dict[str, list[float]]
     seen: dict[str, list[float]]
     state_bytes: int
@@ -169,7 +182,9 @@ def measure(workers: int, seconds: float) -> Row:
         wall = time.monotonic() - started
         rss_growth = _rss_bytes() - rss_before  # threads are joined; the coordinator is still open
         state = coordinator.state
-        row = Row(workers, wall, len(state.trials), len(state.history) - 1, dict(timed.seconds),
+        unions = [t for t in state.trials.values() if t.parts]
+        row = Row(workers, wall, len(state.trials), len(state.history) - 1,
+                  (len(unions), sum(1 for t in unions if t.verdict == "accepted")), dict(timed.seconds),
                   dict(timed.seen), deep_size(state),
                   deep_size([coordinator.roster.live, coordinator.roster.placement, state.refusal_streak,
                              state.refused_at]),
@@ -208,11 +223,12 @@ def _ms(samples: list[float]) -> str:
 
 def print_capacity(rows: list[Row], seconds: float) -> None:
     print(f"## results per second ({seconds:g} s per row)\n")
-    print("| workers | results | results/s | accepted | coordinator busy | next_work ms (median / p90) "
-          "| begin_candidate ms | report ms | report ms as the worker sees it |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| workers | results | results/s | accepted | unions (accepted) | coordinator busy "
+          "| next_work ms (median / p90) | begin_candidate ms | report ms | report ms as the worker sees it |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.workers} | {r.results} | {r.results / r.wall:.1f} | {r.accepted} | {r.busy:.0%} "
+        print(f"| {r.workers} | {r.results} | {r.results / r.wall:.1f} | {r.accepted} "
+              f"| {r.unions[0]} ({r.unions[1]}) | {r.busy:.0%} "
               f"| {_ms(r.seconds['next_work'])} | {_ms(r.seconds['begin_candidate'])} "
               f"| {_ms(r.seconds['report'])} | {_ms(r.seen['report'])} |")
     print("\n## memory after each row\n")
@@ -271,7 +287,8 @@ class RefsRun:
     """A coordinator whose repository holds `refs` extra trial refs, and one worker's workspace."""
 
     def __init__(self, tmp: Path, refs: int) -> None:
-        self.coordinator = Coordinator(_config(1, baseline_runs=1, confirm_runs=0), tmp / "run", "bench", resume=False)
+        keep_if_lower = _config(1, baseline_runs=1, confirm_runs=0, noise_k=0.0)  # every better candidate accepted
+        self.coordinator = Coordinator(keep_if_lower, tmp / "run", "bench", resume=False)
         self.base = self.coordinator.state.best.commit
         add_trial_refs(Path(self.coordinator.pool.repo.working_dir), self.base, refs)
         self.refs = len(self.coordinator.pool.repo.git.for_each_ref("refs/swarm/trials/").splitlines())
