@@ -93,7 +93,8 @@ def look(evidence: Evidence, acceptance: AcceptanceSpec, runs_so_far: int) -> Lo
         return Look("lost" if out_of_runs or evidence.gain <= floor else "undecided", math.inf)
     # Each look may accept: the level is split over the looks a candidate can have, so that
     # false_accept is the chance over all of them (Bonferroni).
-    required = floor + t_quantile(1 - alpha / acceptance.max_runs, evidence.df) * evidence.se
+    # (-ppf(a) rather than ppf(1 - a): 1 - a rounds to 1 for a tiny level)
+    required = floor - t_quantile(alpha / acceptance.max_runs, evidence.df) * evidence.se
     if evidence.gain > required:
         return Look("clear", required)
     if evidence.gain + KILL_BELOW_SE * evidence.se <= floor or runs_so_far >= acceptance.max_runs:

@@ -167,7 +167,8 @@ def _runs_owed(trial: TrialRecord, runs: list[TrialRecord], acceptance: Acceptan
         return wanted
     finished = sum(1 for r in runs if r.status is not None)
     at_once = UNION_RUNS_AT_ONCE if trial.parts else 1
-    return min(max(wanted, finished + at_once), acceptance.max_runs - 1)
+    # In batches of `at_once`: the next batch goes out once the whole last one is in and looked at.
+    return min(max(wanted, at_once * (finished // at_once + 1)), acceptance.max_runs - 1)
 
 
 def _waits_for_union(trial: TrialRecord, pending: set[str], candidates_started: int, workers: int,

@@ -166,8 +166,8 @@ class Pool:
             merged = self._merge_part(commit, parent, lambda path: _on_disk(root / path))
             if merged is not None and _apply(root, merged):
                 included.append(index)
-            elif self._merge_part(commit, parent, lambda path: self._entry(onto, path)) is None:
-                conflicted.append(index)
+            elif not included or self._merge_part(commit, parent, lambda path: self._entry(onto, path)) is None:
+                conflicted.append(index)  # with nothing in yet the worktree is `onto`: best refuses it
             else:
                 clashed.append(index)
         if not included:

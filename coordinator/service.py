@@ -212,7 +212,13 @@ class Coordinator:
         """Why no new work at all starts (None while the run goes on)."""
         return decide.stop_reason(self.state, self.config.stop, self.config.target.metric.direction,
                                   self.clock() - self.session_start, self.stop_requested,
-                                  workers=max(len(self.roster.live), 1))
+                                  workers=self._workers())
+
+    def _workers(self) -> int:
+        """Workers now, or the config's count while none has asked yet (a resumed run settles
+        before its workers come back, and union patience grows with the swarm)."""
+        count = self.config.workers.count
+        return len(self.roster.live) or (count if isinstance(count, int) and count > 0 else 1)
 
     def _budget_spent(self) -> str | None:
         return decide.budget_spent(self.state, self.config.stop)
@@ -221,7 +227,7 @@ class Coordinator:
         """Makes every verdict the recorded results allow, one at a time (each may move best)."""
         while judgements := decide.next_judgements(self.state, self.config.acceptance,
                                                    self.config.target.metric.direction,
-                                                   workers=max(len(self.roster.live), 1),
+                                                   workers=self._workers(),
                                                    winding_down=self._budget_spent() is not None):
             for judgement in judgements:
                 self._carry_out(judgement)
@@ -257,6 +263,7 @@ class Coordinator:
             for alone in (self.state.trials[p] for p in included):  # no union of them: each races alone
                 self._record(Judged(trial=alone.id, verdict="promising", improvement=alone.gain, alone=True,
                                     runs=alone.judged_runs, reason="no union could be made of it"))
+            self._settle()  # a part refused may free a rebase, and results.tsv shows the verdicts
             return replace(choice, commit="")
         hypothesis = "union of " + ", ".join(included) + ": " + "; ".join(
             self.state.trials[p].hypothesis for p in included)

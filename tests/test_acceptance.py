@@ -158,6 +158,20 @@ def test_while_a_union_that_kept_its_parts_gains_is_judged_new_proposals_are_mad
     assert next_judgement(state, TEST, "minimize") is None  # on the union: its verdict comes first
 
 
+def test_a_union_is_looked_at_after_each_pair_of_re_runs_not_after_all_of_its_runs() -> None:
+    state = replay(START, BASELINES, *TWO_PARTS,
+                   [started("00006", "candidate", "w2", "u6", "tu6", parts=["00005", "00004"]),
+                    finished("00006", metric=-0.25), verdict("00006", "promising", improvement=1.25, runs=1),
+                    started("00007", "confirm", "w0", "u6", "tu6", of="00006"),
+                    started("00008", "confirm", "w1", "u6", "tu6", of="00006")])
+    feed(state, finished("00007", metric=-0.25))
+    assert next_judgement(state, TEST, "minimize") is None  # half the pair is in
+    assert assign(state, "w0", LIVE, TEST, None, hardware="").action == "propose"  # no third re-run yet
+    feed(state, finished("00008", metric=-0.3))
+    judged = next_judgement(state, TEST, "minimize")
+    assert judged is not None and (judged.trial, judged.runs) == ("00006", 3), judged
+
+
 def test_a_union_that_falls_short_of_its_best_part_is_discarded_and_its_smaller_half_races_alone() -> None:
     two_parts = TWO_PARTS
     state = replay(START, BASELINES, *two_parts,

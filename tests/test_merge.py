@@ -56,6 +56,11 @@ def test_a_deleted_line_and_a_change_to_its_neighbour_combine() -> None:
     assert merge_lines(BASE, ours, theirs) == "LR = 0.04\nDEPTH = 6\nWIDTH = 256\n"
 
 
+def test_touching_changes_around_a_repeated_line_conflict_rather_than_apply_one_twice() -> None:
+    # each side deletes one of the two "x" lines; the two diffs place it on different copies
+    assert merge_lines("a\nx\nx\nb\n", "A\nx\nb\n", "a\nx\nB\n") is None
+
+
 def test_insertions_at_one_place_conflict_and_at_two_places_combine() -> None:
     first, second = BASE + "A = 1\n", BASE + "B = 2\n"
     assert merge_lines(BASE, first, second) is None
@@ -204,3 +209,18 @@ def test_a_file_that_becomes_a_directory_merges_or_conflicts_but_never_fails(rep
     newer = repository.change(base, "LR = 0.04", "LR = 0.01")
     union = repository.pool.union([(part, base)], newer, "union", "refs/swarm/unions/5")
     assert (union.included, union.conflicted) == ((), (0,))
+
+
+def test_a_part_that_best_s_layout_cannot_take_is_a_conflict_not_left_waiting(repository: Repository) -> None:
+    base = repository.base
+
+    def adds_a_file(root: Path) -> None:
+        (root / "notes").write_text("a file on best\n")
+
+    def adds_under_a_folder(root: Path) -> None:
+        (root / "notes").mkdir()
+        (root / "notes" / "x.md").write_text("a file in a folder\n")
+    best = _commit_files(repository, base, adds_a_file)
+    part = _commit_files(repository, base, adds_under_a_folder)
+    union = repository.pool.union([(part, base)], best, "union", "refs/swarm/unions/6")
+    assert (union.commit, union.included, union.conflicted, union.clashed) == (None, (), (0,), ())

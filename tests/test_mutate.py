@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 from pathlib import Path
 
@@ -208,3 +209,16 @@ def test_now_and_then_two_constants_move_together() -> None:
         text = pair.files["t.py"]
         changed = [a for a, b in zip(source.splitlines(), text.splitlines(), strict=True) if a != b]
         assert len(changed) == 2 and len(pair.hypothesis.split("; ")) == 2
+
+
+def test_two_constants_on_one_line_move_together_without_breaking_each_other() -> None:
+    source = "A = 10; B = 20000\n"
+    proposals = [MutateProposer(seed=seed).propose(ProposalContext(program="", files={"t.py": source}))
+                 for seed in range(400)]
+    pairs = [p for p in proposals if isinstance(p, Proposal) and "; " in p.hypothesis]
+    assert pairs and all(isinstance(p, Proposal) for p in proposals)
+    for pair in pairs:
+        tree = ast.parse(pair.files["t.py"])
+        values = {node.targets[0].id: node.value.value for node in tree.body  # type: ignore[attr-defined]
+                  if isinstance(node, ast.Assign)}
+        assert values["A"] != 10 and values["B"] != 20000, pair

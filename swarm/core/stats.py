@@ -78,7 +78,7 @@ class Noise:
 
 def robust_noise(groups: Iterable[Group], level: float = 0.001, max_excluded: float = 0.25) -> Noise:
     """Pooled noise of the groups with two or more runs, leaving out groups whose variance is
-    an outlier against the rest (an F test at `level`): one run taken while another job loaded
+    an outlier against the rest (an F test of the largest at `level`): one run taken while another job loaded
     the machine must not widen every later margin. At most `max_excluded` of the groups go."""
     kept = [g for g in groups if g.n >= 2]
     excluded = 0
@@ -89,7 +89,10 @@ def robust_noise(groups: Iterable[Group], level: float = 0.001, max_excluded: fl
         rest_var = (squares - worst.m2) / rest_df if rest_df else 0.0
         if rest_var <= 0 or rest_df < 2:
             break
-        if worst.m2 / (worst.n - 1) / rest_var <= f_quantile(1 - level, worst.n - 1, rest_df):
+        # the largest of len(kept) variances: Sidak's level, so that `level` is the chance any
+        # calm group is left out, not each one
+        cutoff = f_quantile((1 - level) ** (1 / len(kept)), worst.n - 1, rest_df)
+        if worst.m2 / (worst.n - 1) / rest_var <= cutoff:
             break
         kept.remove(worst)
         excluded += 1

@@ -118,8 +118,8 @@ class MutateProposer:
             return ProposalFailure(_NOTHING_TUNABLE.format(paths=", ".join(sorted(context.files)) or "none"))
         count = 2 if len(tunables) > 1 and self._rng.random() < TWO_AT_ONCE_SHARE else 1
         files, moves = dict(context.files), []
-        # the later line first, so that the earlier one's byte span still holds
-        for t in sorted(self._rng.sample(tunables, count), key=lambda t: (t.path, -t.line)):
+        # the later place first (`A = 1; B = 2` share a line), so the earlier byte span still holds
+        for t in sorted(self._rng.sample(tunables, count), key=lambda t: (t.path, -t.line, -t.col_start)):
             value = step(t, self._rng, self._factors)
             old = _literal_text(files[t.path], t)
             files[t.path] = apply_value(files[t.path], t, value)
