@@ -538,8 +538,12 @@ def main() -> None:
         seeds, workers, targets = 2, [1, 8], ["quadratic", "manyknob"]
     cells = [(t, Cell(t, n, args.durations, s)) for t in targets for n in workers for s in range(seeds)]
     started = time.perf_counter()
+    results = []
     with ProcessPoolExecutor(max_workers=args.processes) as executor:
-        results = list(executor.map(_one, cells))
+        for done, result in enumerate(executor.map(_one, cells), 1):  # in order: a cell's line once it is in
+            results.append(result)
+            print(f"# {done}/{len(cells)} {result.cell.target} {result.cell.workers} seed {result.cell.seed}: "
+                  f"S_N {result.speedup:.2f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     print(f"# simulate: {args.durations} trial times, {seeds} seeds; {platform.node()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n")
     print("| target | workers | S_N (median) | S_N (min) | q* | true value at equal evaluations: swarm "
