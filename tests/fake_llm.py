@@ -31,6 +31,7 @@ class Step:
     delay_s: float = 0.0
     prompt_tokens: int = 1000
     completion_tokens: int = 100
+    headers: dict[str, str] = field(default_factory=dict)  # sent with an error (retry-after)
 
 
 @dataclass
@@ -86,25 +87,29 @@ class FakeLLM:
                 time.sleep(step.delay_s)
                 anthropic = self.path.rstrip("/").endswith("/messages")
                 if step.status != 200:
-                    return self._error(step.status, anthropic)
+                    return self._error(step.status, anthropic, step.headers)
                 if anthropic:
                     return self._anthropic(body, step)
                 return self._openai(body, step)
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _error(self, status: int, anthropic: bool) -> None:
+            def _error(self, status: int, anthropic: bool, headers: dict[str, str]) -> None:
                 kind = _ERROR_TYPES.get(status, "api_error")
                 if anthropic:
-                    self._send(status, {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}})
+                    self._send(status, {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}},
+                               headers)
                 else:
-                    self._send(status, {"error": {"message": f"fake {kind}", "type": kind, "code": kind}})
+                    self._send(status, {"error": {"message": f"fake {kind}", "type": kind, "code": kind}},
+                               headers)
 
             def _events(self) -> None:
                 self.send_response(200)

@@ -82,18 +82,39 @@ def test_a_second_unusable_reply_fails_the_proposal_with_the_reason_and_its_cost
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_rate_limits_and_overload_are_retried_with_backoff(provider: str) -> None:
+def test_rate_limits_and_overload_are_retried_with_jittered_backoff(provider: str) -> None:
     with FakeLLM([Step(status=429), Step(status=529), Step(GOOD)]) as fake:
         result, slept = propose(fake, provider)
     assert isinstance(result, Proposal) and len(fake.requests) == 3
-    assert slept == [0.5, 1.0]  # doubling from retry_base_s
+    # full jitter under a ceiling doubling from retry_base_s
+    assert len(slept) == 2 and 0 <= slept[0] <= 0.5 and 0 <= slept[1] <= 1.0
+
+
+def test_jitter_spreads_the_retries_of_workers_that_failed_together() -> None:
+    waits = set()
+    for _ in range(5):
+        with FakeLLM([Step(status=429), Step(GOOD)]) as fake:
+            _, slept = propose(fake, retry_base_s=10.0)
+        waits.add(round(slept[0], 6))
+    assert len(waits) == 5 and all(0 <= w <= 10.0 for w in waits)
+
+
+@pytest.mark.parametrize(("provider", "header"), [
+    ("openai", {"retry-after": "3"}), ("anthropic", {"retry-after": "3"}),
+    ("openai", {"retry-after-ms": "3000"}),
+], ids=["openai-seconds", "anthropic-seconds", "openai-ms"])
+def test_a_servers_retry_after_is_never_cut_short(provider: str, header: dict[str, str]) -> None:
+    with FakeLLM([Step(status=429, headers=header), Step(GOOD)]) as fake:
+        result, slept = propose(fake, provider)
+    assert isinstance(result, Proposal) and len(slept) == 1
+    assert slept == [3.0]  # the jitter (at most 0.5 s here) never cuts the server's ask short
 
 
 def test_a_provider_that_stays_down_fails_the_proposal_not_the_worker() -> None:
     with FakeLLM([Step(status=529)]) as fake:
         result, slept = propose(fake, "anthropic", max_retries=2)
     assert isinstance(result, ProposalFailure) and result.reason.startswith("provider: ")
-    assert "after 3 tries" in result.reason and len(fake.requests) == 3 and slept == [0.5, 1.0]
+    assert "after 3 tries" in result.reason and len(fake.requests) == 3 and len(slept) == 2
 
 
 def test_a_slow_reply_times_out_and_counts_as_a_provider_error() -> None:

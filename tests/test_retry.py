@@ -7,7 +7,9 @@ import random
 
 import pytest
 
-from swarm.core.retry import ONCE, RetriesExhausted, RetryPolicy, retried
+from swarm.core.retry import (
+    LONGEST_RETRY_AFTER_S, ONCE, RetriesExhausted, RetryPolicy, backoff_s, retried, retry_after_s,
+)
 
 __all__: list[str] = []
 
@@ -87,3 +89,30 @@ def test_an_error_not_named_retryable_goes_straight_through() -> None:
     with pytest.raises(KeyError):
         retried(attempt, (TimeoutError,), RetryPolicy(1.0, deadline_s=60.0), sleep=lambda s: None)
     assert len(attempt.calls) == 1
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Retry-After": "12"}, 12.0),
+    ({"retry-after": "1.5"}, 1.5),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),  # the finer one wins
+    ({"retry-after": "Wed, 02 Dec 2026 04:00:30 GMT"}, 30.0),  # an HTTP date, 30 s after `now`
+    ({"retry-after": "Wed, 02 Dec 2026 03:59:00 GMT"}, 0.0),  # a date already past: no wait
+    ({"retry-after": "soon"}, None),
+    ({"content-type": "application/json"}, None),
+])
+def test_retry_after_reads_seconds_milliseconds_and_http_dates(
+        headers: dict[str, str], expected: float | None) -> None:
+    now = 1_796_184_000.0  # Wed, 02 Dec 2026 04:00:00 GMT
+    assert retry_after_s(headers, now) == expected
+
+
+def test_backoff_is_full_jitter_under_a_doubling_ceiling_with_the_servers_ask_as_a_floor() -> None:
+    rng = random.Random(7)
+    waits = [backoff_s(n, 1.0, 8.0, rng) for n in range(6) for _ in range(200)]
+    by_attempt = [waits[i * 200:(i + 1) * 200] for i in range(6)]
+    for n, sample in enumerate(by_attempt):
+        ceiling = min(8.0, 2.0 ** n)
+        assert all(0 <= w <= ceiling for w in sample)
+        assert max(sample) > 0.9 * ceiling and min(sample) < 0.1 * ceiling  # spread over the range
+    assert backoff_s(0, 1.0, 8.0, rng, server_asks_s=20.0) == 20.0
+    assert backoff_s(0, 1.0, 8.0, rng, server_asks_s=10_000.0) == LONGEST_RETRY_AFTER_S

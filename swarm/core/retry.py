@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-__all__ = ["RetryPolicy", "RetriesExhausted", "retried", "ONCE"]
+__all__ = ["RetryPolicy", "RetriesExhausted", "retried", "ONCE", "backoff_s", "retry_after_s",
+           "LONGEST_RETRY_AFTER_S"]
+
+# A server may ask for any wait; past this a proposal is better failed (and the worker's next
+# one tried) than a worker parked for an hour on one request.
+LONGEST_RETRY_AFTER_S = 300.0
 
 T = TypeVar("T")
 
@@ -68,3 +74,36 @@ def retried(attempt: Callable[[float], T], retry_on: tuple[type[BaseException], 
             if clock() + delay - start > policy.deadline_s:
                 raise RetriesExhausted(exc, attempts, clock() - start) from exc
             sleep(delay)
+
+
+def backoff_s(attempt: int, first_s: float, max_s: float, rng: random.Random,
+              server_asks_s: float | None = None) -> float:
+    """The wait before retry number `attempt` (0 first): full jitter, uniform in
+    [0, min(max_s, first_s * 2^attempt)], so clients that failed together do not retry
+    together; a server's own Retry-After is a floor, since asking sooner only earns another 429."""
+    jittered = rng.uniform(0.0, min(max_s, first_s * 2 ** attempt))
+    if server_asks_s is None:
+        return jittered
+    return max(jittered, min(server_asks_s, LONGEST_RETRY_AFTER_S))
+
+
+def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
+    """The wait a response's headers ask for: `retry-after-ms` (OpenAI's and Anthropic's), else
+    `retry-after` as seconds or an HTTP date (RFC 9110 10.2.3); None when absent or unreadable."""
+    lowered = {str(k).lower(): str(v).strip() for k, v in headers.items()}
+    if (millis := lowered.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    text = lowered.get("retry-after")
+    if text is None:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
+    except (TypeError, ValueError):
+        return None

@@ -3,8 +3,9 @@
 Every provider goes through litellm (`anthropic/...`, `openai/...`, any OpenAI-compatible
 server through `api_base`); keys come from the provider's usual environment variables.
 - Provider errors that pass (rate limits, overload, timeouts, dropped connections) are retried
-  with exponential backoff; one that persists, or one that will not pass (bad request, context
-  too long, authentication), fails the proposal with the reason, never the worker.
+  with exponential backoff and full jitter, never sooner than the server's Retry-After; one
+  that persists, or one that will not pass (bad request, context too long, authentication),
+  fails the proposal with the reason, never the worker.
 - A reply that cannot be used (malformed, SEARCH text absent, a path outside `editable`) gets
   one retry with the error shown to the model; a second failure fails the proposal.
 - Tokens and dollars of every request, retries included, are added to the proposal.
@@ -13,11 +14,13 @@ server through `api_base`); keys come from the provider's usual environment vari
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from swarm.core.config import ProposerSpec
+from swarm.core.retry import backoff_s, retry_after_s
 from swarm.core.scope import scope_violation
 from swarm.core.values import Cost
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
@@ -45,11 +48,13 @@ def _litellm() -> Any:
 
 
 class LLMProposer:
-    def __init__(self, spec: ProposerSpec, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, spec: ProposerSpec, sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None) -> None:
         if not spec.model:
             raise ValueError("the llm proposer needs proposer.model")
         self.spec = spec
         self._sleep = sleep
+        self._rng = rng or random.Random()
         self._litellm = _litellm()
 
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
@@ -100,7 +105,8 @@ class LLMProposer:
                     raise ProviderError(f"{type(exc).__name__}: {exc}") from exc
                 if attempt == self.spec.max_retries:
                     raise ProviderError(f"{type(exc).__name__} after {attempt + 1} tries: {exc}") from exc
-                self._sleep(min(MAX_BACKOFF_S, self.spec.retry_base_s * 2 ** attempt))
+                self._sleep(backoff_s(attempt, self.spec.retry_base_s, MAX_BACKOFF_S, self._rng,
+                                      _server_asks_s(exc)))
                 continue
             spent.append(self._cost_of(response))
             return str(response.choices[0].message.content or "")
@@ -127,3 +133,17 @@ class LLMProposer:
             return float(self._litellm.completion_cost(completion_response=response))
         except Exception:  # noqa: BLE001  (a model missing from the price table costs what we know: 0)
             return 0.0
+
+
+def _server_asks_s(exc: Exception) -> float | None:
+    """The Retry-After of the failed response, wherever litellm kept its headers."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        return retry_after_s(dict(headers.items()), time.time())
+    except AttributeError:
+        return None
