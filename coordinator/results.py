@@ -1,4 +1,9 @@
-"""results.tsv in autoresearch's columns, derived from the state (so a crash never leaves it behind)."""
+"""results.tsv in autoresearch's columns, derived from the state (so a crash never leaves it behind).
+
+One change has one commit id: a kept trial's line (and its confirmations') names the commit it
+became on `swarm/best`, as the report and `git log swarm/best` do; the commit the trial itself
+ran stays reachable under refs/swarm/trials/<id>.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,10 @@ def _header(metric_name: str) -> list[str]:
     return ["commit", metric_name, "memory_gb", "status", "description", "trial", "worker", "cost_usd"]
 
 
-def _row(trial: TrialRecord) -> list[str]:
+def _row(trial: TrialRecord, commit: str) -> list[str]:
     metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
     memory = _memory_mb(trial.metrics) / 1024
-    return [trial.commit[:7], metric, f"{memory:.1f}", result_status(trial),
+    return [commit[:7], metric, f"{memory:.1f}", result_status(trial),
             _description(trial), trial.id, trial.worker, f"{trial.cost.usd:.6f}"]
 
 
@@ -50,19 +55,24 @@ class ResultsFile:
         self.lines: list[str] = []
         self.ends: list[int] = []  # byte offset after each line (the header's end first)
         self._written = 0  # lines on disk as they are here; 0: write it all
+        self._became: dict[str, str] = {}  # accepted trial -> the commit it became on swarm/best
+        self._bests_seen = 0  # of state.history, which only grows
 
     def write(self, state: SwarmState, changed: set[str] | None = None) -> None:
         """Brings the file up to date; `changed`: trials whose line may have changed since the
         last write (None: any)."""
-        if changed is not None:  # a union's acceptance is its parts' verdict too
+        self._learn_bests(state)
+        if changed is not None:  # a union's acceptance is its parts' verdict too, and a kept
+            # trial's confirmations take its best commit
             changed = changed | {p for t in changed for p in state.trials[t].parts}
+            changed |= {c for t in changed for c in state.confirms_of.get(t, ())}
         ids = state.finish_order if changed is None else sorted(changed, key=lambda t: state.trials[t].finish_number)
         first = self._written
         for trial_id in ids:
             trial = state.trials[trial_id]
             if trial.status is None:
                 continue
-            line = _line(_row(trial))
+            line = _line(_row(trial, self._commit_of(trial)))
             at = self.index.get(trial_id)
             if at is None:
                 self.index[trial_id] = at = len(self.order)
@@ -73,6 +83,18 @@ class ResultsFile:
             self.lines[at] = line
             first = min(first, at)
         self._flush(first)
+
+    def _learn_bests(self, state: SwarmState) -> None:
+        for best in state.history[self._bests_seen:]:
+            if best.trial is not None:
+                self._became[best.trial] = best.commit
+        self._bests_seen = len(state.history)
+
+    def _commit_of(self, trial: TrialRecord) -> str:
+        """The id its line names: the best commit of the change it measured, once kept."""
+        if trial.kind == "confirm" and trial.of in self._became:
+            return self._became[trial.of]
+        return self._became.get(trial.id, trial.commit)
 
     def _flush(self, first: int) -> None:
         """Writes lines[first:] over what the file holds from there (all of it after an open)."""

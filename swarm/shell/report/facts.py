@@ -17,7 +17,7 @@ from swarm.core.events import LedgerEvent, SessionStarted
 from swarm.core.stats import Direction, pooled_spread
 from swarm.core.values import EVALUATED_STATUSES
 
-__all__ = ["Change", "RunFacts", "run_facts", "session_spans", "shorten"]
+__all__ = ["Change", "RunFacts", "run_facts", "session_spans", "shorten", "time_unit"]
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,23 @@ class RunFacts:
 
     @property
     def clock(self) -> tuple[float, str]:
-        """Seconds per unit of the charts' time axis, and its label: minutes for short runs."""
-        if self.ended - self.started < 3 * 3600:
-            return 60.0, "minutes since the run started"
-        return 3600.0, "hours since the run started"
+        """Seconds per unit of the charts' time axis, and its label, in a unit that fits the run."""
+        seconds, unit = time_unit(self.ended - self.started)
+        return seconds, f"time since the run started ({unit})"
 
     def since_start(self, ts: float) -> float:
         return max(ts - self.started, 0.0) / self.clock[0]
 
+
+
+def time_unit(span_s: float) -> tuple[float, str]:
+    """The unit a span of time reads best in, and its seconds: up to 3 of one unit before the
+    next (a 14 s run in seconds, 40 minutes in minutes, a day in hours)."""
+    if span_s < 3 * 60:
+        return 1.0, "s"
+    if span_s < 3 * 3600:
+        return 60.0, "min"
+    return 3600.0, "h"
 
 
 def session_spans(events: list[LedgerEvent]) -> list[tuple[float, float]]:

@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from coordinator.state import TrialRecord
 from swarm.shell.report.facts import RunFacts, shorten
 
-__all__ = ["Lineage", "lineage_of", "draw_lineage"]
+__all__ = ["Lineage", "lineage_of", "draw_lineage", "metric_label"]
 
 _BEST, _STALE, _MERGED, _CONFLICT = 0.0, 1.0, 2.0, -1.0
 MAX_LABELS = 40
@@ -28,12 +30,15 @@ class Lineage:
     stale: list[tuple[str, float, str, str | None]]  # (trial, x, parent commit, landed commit)
     conflicts: list[tuple[str, float, str]]  # (trial, x, parent commit)
     merged: list[tuple[str, float, str, str]] = field(default_factory=list)  # (part, x, parent, its union's best)
+    values: dict[str, float] = field(default_factory=dict)  # best commit -> the mean of its runs
 
 
 def lineage_of(facts: RunFacts) -> Lineage:
     first = facts.changes[0].parent if facts.changes else facts.best_commit
     best = [(first, 0.0, "the target as given")]
     best += [(c.commit, float(c.number), f"{c.trial}: {c.hypothesis}") for c in facts.changes]
+    start = facts.changes[0].before.mean if facts.changes else facts.best.mean
+    values = {first: start} | {c.commit: c.after.mean for c in facts.changes}
     index = {commit: x for commit, x, _ in best}
     landed = {c.rebased_from: c.commit for c in facts.changes if c.rebased_from}
     stale = [t for t in facts.trials if t.verdict == "rebased"]
@@ -43,7 +48,8 @@ def lineage_of(facts: RunFacts) -> Lineage:
     spots = _between(stale + conflicts + merged, index)
     return Lineage(best, [(t.id, spots[t.id], t.parent, landed.get(t.id)) for t in stale],
                    [(t.id, spots[t.id], t.parent) for t in conflicts],
-                   [(t.id, spots[t.id], t.parent, into[t.id]) for t in merged])
+                   [(t.id, spots[t.id], t.parent, into[t.id]) for t in merged],
+                   {commit: value for commit, value in values.items() if value is not None})
 
 
 def _between(trials: list[TrialRecord], index: dict[str, float]) -> dict[str, float]:
@@ -55,7 +61,7 @@ def _between(trials: list[TrialRecord], index: dict[str, float]) -> dict[str, fl
             for i, t in enumerate(group)}
 
 
-def draw_lineage(facts: RunFacts, path: Path) -> None:
+def draw_lineage(facts: RunFacts, path: Path) -> Figure:
     lineage = lineage_of(facts)
     width = min(max(14.0, 0.4 * len(lineage.best)), 60.0)  # room for each best's label
     figure = Figure(figsize=(width, 5), layout="constrained")
@@ -74,21 +80,36 @@ def draw_lineage(facts: RunFacts, path: Path) -> None:
     axes.set_yticks([_CONFLICT, _BEST, _STALE, _MERGED], ["conflicts", "best", "stale winners", "union parts"])
     axes.set_ylim(-1.8, 2.6)
     axes.set_xlim(-0.5, max(len(lineage.best) - 0.5, 1.5))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # it counts changes: no 0.5th change
     axes.set_xlabel("accepted changes, in order (stale winners, union parts and conflicts after "
                     "the best they were proposed on)")
     axes.legend(loc="upper left", fontsize=8)
     axes.grid(axis="x", alpha=0.3)
-    axes.set_title(f"{facts.name}: the pool's lineage")
-    figure.savefig(path)
+    better = "lower" if facts.direction == "minimize" else "higher"
+    axes.set_title(f"{facts.name}: the pool's lineage ({facts.metric} of each best above it, {better} "
+                   "is better)")
+    with rc_context({"svg.fonttype": "none"}):  # text as text: searchable, and a tenth the size
+        figure.savefig(path)
+    return figure  # for tests to read what was drawn
 
 
 def _branch(axes: Axes, lineage: Lineage) -> None:
     xs = [x for _, x, _ in lineage.best]
     axes.plot(xs, [_BEST] * len(xs), "-o", color="tab:green", markersize=7, zorder=3,
               label=f"best branch ({len(xs) - 1} accepted)")
-    for _, x, label in lineage.best[:MAX_LABELS]:
+    for commit, x, label in lineage.best[:MAX_LABELS]:
         axes.annotate(shorten(label, 38), (x, _BEST), xytext=(0, -14), textcoords="offset points",
                       fontsize=7, rotation=-30, ha="left", va="top")
+        if commit in lineage.values:
+            axes.annotate(metric_label(lineage.values[commit]), (x, _BEST), xytext=(0, 8),
+                          textcoords="offset points", fontsize=7, ha="center", color="tab:green",
+                          fontweight="bold")
+
+
+def metric_label(value: float) -> str:
+    """A best's mean as the chart shows it: five significant digits, enough to tell bests apart
+    whose gains are a fraction of a percent."""
+    return f"{value:.5g}"
 
 
 def _stale(axes: Axes, lineage: Lineage, at: dict[str, float]) -> None:

@@ -109,7 +109,7 @@ def _change(change: Change, diff: str, facts: RunFacts) -> str:
         rebased += f" (a union of trials {', '.join(change.parts)})"
     head = (f"### {change.number}. trial {change.trial}: {change.hypothesis}{rebased}\n\n"
             f"{facts.metric} {change.before.text()} -> {change.after.text()}: gain {gain or '-'}. "
-            f"Commit {change.commit[:7]}.")
+            f"Commit {change.commit[:7]} on swarm/best (what the trial ran: refs/swarm/trials/{change.trial}).")
     if not diff:
         return head + "\n\n(diff not available: the run's repo/ does not hold this commit)"
     lines = diff.rstrip("\n").splitlines()
