@@ -58,6 +58,7 @@ from coordinator.state import SwarmState  # noqa: E402
 from swarm.core.config import SwarmConfig  # noqa: E402
 from swarm.core.events import Judged, LedgerEvent, RunStarted, TrialFinished, TrialStarted  # noqa: E402
 from swarm.core.values import EVALUATED_STATUSES, CandidateInfo, TrialOutcome, WorkerSite, WorkUnit  # noqa: E402
+from workers.loop import PROPOSAL_ATTEMPTS  # noqa: E402
 from workers.proposers.mutate import TWO_AT_ONCE_SHARE, Tunable, find_tunables, step  # noqa: E402
 
 Value = float | int | str
@@ -418,17 +419,17 @@ def simulate(target: Target, settings: Settings) -> Outcome:
             return unit.trial_id, unit.commit
         assert unit.commit is not None
         parent = unit.commit
-        content, hypotheses = pool.content[parent], []
-        for _ in range(6):  # as the worker does: a change tried on this parent is built on
-            made = proposer.propose(content)
+        for _ in range(PROPOSAL_ATTEMPTS):  # as the worker does: each attempt on the clean parent
+            made = proposer.propose(pool.content[parent])
             if made is None:
                 coordinator.proposal_failed(name, "nothing to propose")
                 return None, None
-            content = made[0]
-            hypotheses.append(made[1])
+            content, hypothesis = made
             if pool.tree_of(content) not in unit.avoid:
                 break
-        hypothesis = "; ".join(hypotheses)
+        else:
+            coordinator.proposal_failed(name, f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes")
+            return None, None
         commit = pool.commit(content, parent)
         admission = coordinator.begin_candidate(CandidateInfo(name, parent, commit, pool.tree_of(content), hypothesis))
         return (admission.trial_id, commit) if admission.refusal is None else (None, None)

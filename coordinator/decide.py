@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from coordinator.acceptance import ClassEvidence, Evidence, Look, combine, look
-from coordinator.state import SwarmState, TrialRecord
+from coordinator.state import VOLUNTEER_CLASS, SwarmState, TrialRecord
 from swarm.core.config import AcceptanceSpec, StopSpec
 from swarm.core.stats import Direction, Noise, improvement, margin, mean
 from swarm.core.values import CandidateInfo, TrialDigest, TrialKind, TrialOutcome, TrialStatus, Verdict
 
 __all__ = [
     "Assignment", "Judgement", "assign", "next_judgement", "next_judgements", "budget_spent", "stop_reason",
+    "failed_stop", "refusal_budget", "broken_baseline",
     "recent_trials", "checked_status", "is_duplicate", "counted_runs", "orphaned_trials",
     "earlier_announcement", "union_tried",
 ]
@@ -36,6 +37,10 @@ class Assignment:
 # when the whole swarm has had this many refusals in a row, the run stops and says why.
 FREE_REFUSALS = 3
 MAX_REFUSALS_IN_A_ROW = 100
+# stop.max_refusals by default: this share of max_trials, at least REFUSALS_AT_LEAST (a few
+# duplicates from workers racing to the same change are normal).
+REFUSAL_SHARE = 0.5
+REFUSALS_AT_LEAST = 10
 # Baseline runs of best that crash are retried this many times beyond baseline_runs; then
 # judgements use the runs best has.
 BASELINE_RETRIES = 2
@@ -514,25 +519,79 @@ def budget_spent(state: SwarmState, stop: StopSpec) -> str | None:
 
 
 def stop_reason(state: SwarmState, stop: StopSpec, direction: Direction, elapsed_s: float,
-                requested: bool, workers: int = 1) -> str | None:
+                requested: bool, workers: int = 1, acceptance: AcceptanceSpec | None = None) -> str | None:
     """Why no new work at all should start, or None to go on. Owed work past `max_trials` may
     take one more evaluation per worker: racing could otherwise ask up to `max_runs - 1` more
     of every promising trial, and a user's budget of 6 became 9. A race cut short stays
-    promising; a resume with a larger budget goes on with it."""
+    promising; a resume with a larger budget goes on with it. A broken target or proposer
+    (`failed_stop`) comes last: a run that reached a rule of its own has not failed, whatever
+    the proposals prepared for it cost as it stopped."""
     if requested:
         return "stop requested"
     if stop.max_trials is not None and state.evaluations >= stop.max_trials + WIND_DOWN_ROUNDS * workers:
         return f"max_trials reached ({stop.max_trials}) and its wind-down ({WIND_DOWN_ROUNDS * workers} more) spent"
-    if state.refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
-        return (f"{state.refusals_in_a_row} proposals in a row were refused; "
-                f"the last: {state.last_refusal[:200]}")
     if stop.hours is not None and elapsed_s >= stop.hours * 3600:
         return f"hours reached ({stop.hours})"
     best_runs = state.trusted_best_samples()  # a volunteer's claim cannot end the run
     if stop.target_metric is not None and best_runs and improvement(
             mean(best_runs), stop.target_metric, direction) >= 0:
         return f"target_metric reached ({stop.target_metric})"
+    return failed_stop(state, stop, acceptance or AcceptanceSpec())
+
+
+def failed_stop(state: SwarmState, stop: StopSpec, acceptance: AcceptanceSpec) -> str | None:
+    """Why the run cannot go on with this target or proposer (the run ends with exit 2), or
+    None: best's baseline fails every time, or proposals keep being refused."""
+    if state.refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
+        return (f"{state.refusals_in_a_row} proposals in a row were refused; "
+                f"the last: {state.last_refusal[:200]}")
+    return broken_baseline(state, acceptance) or _refusals_spent(state, stop)
+
+
+def broken_baseline(state: SwarmState, acceptance: AcceptanceSpec) -> str | None:
+    """Best's baseline failed baseline_runs times in a row on a class where no run of its code
+    ever succeeded: every candidate on it would be judged against nothing."""
+    best = state.current_best
+    for (commit, hardware), tries in state.baseline_tries.items():
+        if commit != best.commit or tries < acceptance.baseline_runs or hardware.startswith(VOLUNTEER_CLASS):
+            continue  # a volunteer's broken machine is its own trouble, not the run's
+        if state.baseline_ok.get((commit, hardware), 0) or state.samples.get(best.tree, {}).get(hardware):
+            continue
+        latest = _latest_baseline(state, commit, hardware)
+        what = f"trial {latest.id} ended {latest.status}: {latest.reason}" if latest else "see logs/"
+        return (f"best's baseline failed {tries} times in a row on {hardware or 'this hardware'}; "
+                f"the latest, {what}")
     return None
+
+
+def _latest_baseline(state: SwarmState, commit: str, hardware: str) -> TrialRecord | None:
+    for trial_id in reversed(state.finish_order):
+        trial = state.trials[trial_id]
+        if _is_baseline_of(trial, commit, hardware) and trial.status != "lost":
+            return trial
+    return None
+
+
+def refusal_budget(stop: StopSpec) -> int | None:
+    """stop.max_refusals, or its default: a share of max_trials (None: no budget but the
+    MAX_REFUSALS_IN_A_ROW rule, when max_trials is unset too)."""
+    if stop.max_refusals is not None:
+        return stop.max_refusals
+    if stop.max_trials is None:
+        return None
+    return max(REFUSALS_AT_LEAST, math.ceil(REFUSAL_SHARE * stop.max_trials))
+
+
+def _refusals_spent(state: SwarmState, stop: StopSpec) -> str | None:
+    budget, refused = refusal_budget(stop), sum(state.session_refusals.values())
+    if budget is None or refused < budget:
+        return None
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(state.session_refusals.items()))
+    touched = sorted(state.refused_paths.items(), key=lambda item: (-item[1], item[0]))
+    paths = ", ".join(f"{path} ({n} times)" for path, n in touched[:5])
+    kept = f"; the proposer kept touching {paths}, outside target.editable or readonly" if paths else ""
+    return (f"{refused} proposals were refused or failed this session (stop.max_refusals {budget}): "
+            f"{kinds}{kept}; the last: {state.last_refusal[:200]}")
 
 
 def recent_trials(state: SwarmState, limit: int = 20) -> tuple[TrialDigest, ...]:

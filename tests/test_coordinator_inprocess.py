@@ -223,10 +223,14 @@ def test_e2e_results_tsv_has_one_row_per_finished_trial(quadratic_run: FinishedR
     assert all(len(row) == 8 for row in rows)
     assert [row[5] for row in rows] == state.finish_order  # in the order trials finished
     assert sorted(state.finish_order) == sorted(t.id for t in state.trials.values() if t.status)
+    became = {best.trial: best.commit for best in state.history if best.trial}
     for commit, score, memory, status, _, trial_id, worker, cost in rows:
         trial = state.trials[trial_id]
+        # one id for one change: a kept trial and its confirmations name the commit on swarm/best
+        change = trial.of if trial.kind == "confirm" and trial.of in became else trial_id
         assert (commit, status, worker, memory, cost) == (
-            trial.commit[:7], result_status(trial), trial.worker, "0.0", "0.000000")  # mutate is free
+            became.get(change, trial.commit)[:7], result_status(trial), trial.worker, "0.0",
+            "0.000000")  # mutate is free
         assert score == (f"{trial.metric:.6f}" if trial.metric is not None else "0.000000")
     assert {row[3] for row in rows} >= {"baseline", "confirm", "keep"}
 
@@ -277,7 +281,8 @@ def test_e2e_replay_with_a_new_session_rebuilds_the_state_and_loses_what_was_in_
 def _comparable(state: Any) -> dict[str, Any]:
     data = dataclasses.asdict(state)
     for per_session in ("sessions", "session_starts", "session_gpus", "refusal_streak", "refused_at",
-                        "refusals_in_a_row", "last_refusal", "last_event_ts"):
+                        "refusals_in_a_row", "last_refusal", "last_event_ts", "session_refusals",
+                        "refused_paths"):
         data.pop(per_session)
     return data
 
@@ -652,10 +657,10 @@ def test_statuses_are_data_and_the_run_goes_on(tmp_path: Path) -> None:
     candidates = [t for t in state.trials.values() if t.kind == "candidate"]
     assert [t.hypothesis for t in candidates] == [f"mode {m}" for m in modes]
     assert [(t.status, t.reason) for t in candidates] == [
-        ("crash", "exit code 1"),
+        ("crash", "exit code 1; the log ends: score: 0.1"),
         ("timeout", "killed at timeout_s"),
-        ("no_metric", "no finite 'score:' after the last '---' line"),
-        ("no_metric", "no finite 'score:' after the last '---' line"),
+        ("no_metric", "no finite 'score:' after the last '---' line; the block has: loss"),
+        ("no_metric", "'score: nan' after the last '---' line is not a finite number"),
         ("guard_failed", "guard exit code 1"),
         ("ok", ""),
     ]
@@ -949,8 +954,8 @@ class HalvesC:
         return Proposal({"train.py": text.replace(line, f"C = {old / 2}")}, f"C {old} -> {old / 2}")
 
 
-def test_a_repeated_change_is_not_announced_but_grown_into_a_new_one(tmp_path: Path) -> None:
-    config = quadratic_config({"stop.max_trials": 14, "acceptance.confirm_runs": 0})
+def test_a_repeated_change_is_not_announced_and_never_grown_on(tmp_path: Path) -> None:
+    config = quadratic_config({"stop.max_trials": 14, "acceptance.confirm_runs": 0, "stop.max_refusals": 3})
     coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
     run_workers(coordinator, tmp_path / "workers", [HalvesC()])
     coordinator.close()
@@ -960,9 +965,14 @@ def test_a_repeated_change_is_not_announced_but_grown_into_a_new_one(tmp_path: P
                   if e["kind"] == "candidate"]
     # C=0.5 and C=0.25 (the optimum) are kept; C=0.125 is worse by 0.031 (accepting it would
     # take a 3-sigma fluke past the 2-sigma margin). The next idea on C=0.25 would be C=0.125
-    # again, so it grows into C=0.0625 instead of being announced as a duplicate.
-    assert hypotheses[:4] == ["C 1.0 -> 0.5", "C 0.5 -> 0.25", "C 0.25 -> 0.125",
-                              "C 0.25 -> 0.125; C 0.125 -> 0.0625"]
+    # again: it is asked again on the clean parent, never on top of the repeat (a refused change
+    # is no base), so this proposer only repeats itself and the refusal budget ends the run.
+    assert hypotheses == ["C 1.0 -> 0.5", "C 0.5 -> 0.25", "C 0.25 -> 0.125"]
+    failed = [e["reason"] for e in events(tmp_path / "run", "proposal_failed")]
+    assert failed == ["6 proposals in a row repeated changes already tried on this parent"] * 3
+    assert coordinator.stop_reason() == (
+        "3 proposals were refused or failed this session (stop.max_refusals 3): proposal_failed 3; the "
+        "last: proposal failed: 6 proposals in a row repeated changes already tried on this parent")
 
 
 # -- what the review found ---------------------------------------------------------------------
@@ -983,11 +993,13 @@ def test_a_git_lock_left_by_a_crash_does_not_block_the_resume(driver: Driver) ->
     assert coordinator.state.best_samples() == [10.0]
 
 
-def test_an_ok_report_without_a_finite_metric_is_recorded_as_no_metric(driver: Driver) -> None:
+def test_an_ok_report_without_a_finite_metric_is_recorded_as_no_metric(tmp_path: Path) -> None:
+    driver = Driver(tmp_path, {"acceptance.baseline_runs": 2})  # one failed baseline of two: no stop
     unit = driver.coord.next_work("w1", None)
     driver.coord.report(TrialOutcome(unit.trial_id, "w1", "ok", float("nan")))
     assert driver.finished(unit.trial_id)[0]["status"] == "no_metric"
     driver.baseline("w2", 10.0)  # and the run goes on
+    driver.coord.close()
 
 
 def test_a_report_from_another_worker_is_ignored(driver: Driver) -> None:

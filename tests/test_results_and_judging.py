@@ -230,17 +230,17 @@ def test_timeout_wins_over_a_printed_metric() -> None:
 
 def test_crash_names_the_exit_code() -> None:
     assert classify_run(run_result("---\nscore: 0.5\n", 3), "score") == (
-        "crash", None, {"score": 0.5}, "exit code 3")
+        "crash", None, {"score": 0.5}, "exit code 3; the log ends: score: 0.5")
 
 
 def test_missing_metric() -> None:
     assert classify_run(run_result("---\nloss: 2.0\n"), "score") == (
-        "no_metric", None, {"loss": 2.0}, "no finite 'score:' after the last '---' line")
+        "no_metric", None, {"loss": 2.0}, "no finite 'score:' after the last '---' line; the block has: loss")
 
 
 def test_nan_metric_is_no_metric() -> None:
     assert classify_run(run_result("---\nscore: nan\n"), "score") == (
-        "no_metric", None, {}, "no finite 'score:' after the last '---' line")
+        "no_metric", None, {}, "'score: nan' after the last '---' line is not a finite number")
 
 
 def test_metric_before_the_last_block_does_not_count() -> None:

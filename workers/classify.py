@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from swarm.core.values import TrialStatus
-from workers.result_block import metric_value, numeric_metrics, parse_summary
+from workers.result_block import metric_value, missing_metric, numeric_metrics, parse_summary
 from workers.sandbox import SandboxResult
 
 __all__ = ["Classified", "classify_run"]
@@ -39,8 +39,16 @@ def _classify_experiment(result: SandboxResult, metric_name: str) -> Classified:
     if result.timed_out:
         return Classified("timeout", None, metrics, "killed at timeout_s")
     if result.exit_code != 0:
-        return Classified("crash", None, metrics, f"exit code {result.exit_code}")
+        last = _last_line(result.output_tail)
+        ends = f"; the log ends: {last}" if last else ""
+        return Classified("crash", None, metrics, f"exit code {result.exit_code}{ends}")
     value = metric_value(summary, metric_name)
     if value is None:
-        return Classified("no_metric", None, metrics, f"no finite '{metric_name}:' after the last '---' line")
+        return Classified("no_metric", None, metrics, missing_metric(result.output_tail, metric_name))
     return Classified("ok", value, metrics, "")
+
+
+def _last_line(text: str, limit: int = 200) -> str:
+    """The output's last non-blank line, where a crash usually says what it was."""
+    line = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return line[:limit]

@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Protocol, TypeVar
 
 from swarm.core import gitops
 from swarm.core.config import SwarmConfig
+from swarm.core.envvars import expanded_env, worker_search_path
+from swarm.core.preflight import needs_problems, run_environ
 from swarm.core.scope import readonly_violation, scope_violation
 from swarm.core.values import Admission, CandidateInfo, Cost, TrialDigest, TrialOutcome, WorkerSite, WorkUnit
 from workers.classify import classify_run
@@ -34,7 +34,8 @@ __all__ = ["CoordinatorCalls", "WorkerLoop", "PROPOSAL_ATTEMPTS", "expanded_env"
 log = logging.getLogger(__name__)
 
 # A proposal that repeats a change already tried on its parent is not announced (it would be
-# refused as a duplicate); the proposer is asked again on top of it, a bigger step each time.
+# refused as a duplicate); the proposer is asked again on the parent's clean tree: a refused
+# change is never the base of the next attempt (an agent's edits would pile up otherwise).
 PROPOSAL_ATTEMPTS = 6
 # How long a stopping worker waits for the proposal it was preparing, so what it cost is recorded.
 SETTLE_WAIT_S = 60.0
@@ -223,29 +224,32 @@ class WorkerLoop:
 
     def _propose(self, parent: str, avoid: frozenset[str]) -> Candidate | ProposalFailure:
         """One candidate on `parent` that is not in `avoid`, asking the proposer up to
-        PROPOSAL_ATTEMPTS times; each retry builds on the repeated change."""
-        checkout = self.space.start_proposal(parent)
+        PROPOSAL_ATTEMPTS times, each time on a clean checkout of `parent`."""
         target = self.config.target
-        program, winners = self.space.read_text(self.config.program), self.space.winners(parent)
-        spent = Proposal({}, "")  # hypotheses joined, costs summed over the attempts
+        spent = Cost()  # over the attempts
         for _attempt in range(PROPOSAL_ATTEMPTS):
+            checkout = self.space.start_proposal(parent)  # what the last attempt left is gone
+            program, winners = self.space.read_text(self.config.program), self.space.winners(parent)
             context = ProposalContext(
                 program=program, files=self.space.read_files(target.editable), recent=self.recent,
                 checkout=checkout, editable=tuple(target.editable), readonly=tuple(target.readonly),
                 winners=winners, last_failure=self.last_failure)
             proposal = _ask(self.proposer, context)
             if isinstance(proposal, ProposalFailure):
-                return _plus(proposal, spent.cost)
-            hypothesis = "; ".join(h for h in (spent.hypothesis, proposal.hypothesis) if h)
-            spent = replace(_plus(spent, proposal.cost), hypothesis=hypothesis)
+                return _plus(proposal, spent)
+            spent += proposal.cost
             try:
-                commit, tree = self.space.commit_on(parent, proposal.files, hypothesis)
+                commit, tree = self.space.commit_on(parent, proposal.files, proposal.hypothesis)
             except ValueError as exc:  # a path outside the tree: the proposal's fault, not the worker's
-                return ProposalFailure(str(exc), spent.cost)
+                return ProposalFailure(str(exc), spent)
             if tree not in avoid:
-                return Candidate(parent, commit, tree, spent)
+                return Candidate(parent, commit, tree, replace(proposal, cost=spent))
+            if violation := scope_violation(self.space.changed_paths(parent, commit), target.editable,
+                                            target.readonly):
+                # the same refused change again: asking again would pay for it again
+                return ProposalFailure(f"repeated a change refused as out of scope: {violation}", spent)
         return ProposalFailure(f"{PROPOSAL_ATTEMPTS} proposals in a row repeated changes already "
-                               "tried on this parent", spent.cost)
+                               "tried on this parent", spent)
 
     # -- evaluating -----------------------------------------------------------------------
 
@@ -256,6 +260,9 @@ class WorkerLoop:
         if refusal:
             return TrialOutcome(trial_id, self.id, "out_of_scope", reason=refusal, bundle=bundle,
                                 hardware=self.site.hardware)
+        if missing := self._missing_needs():  # this node lacks the data: say so, run nothing
+            return TrialOutcome(trial_id, self.id, "crash", reason=missing, bundle=bundle,
+                                hardware=self.site.hardware, log=missing + "\n")
         trial_over = threading.Event()
         # The next proposal is prepared while the experiment runs, unless the config asks for
         # autoresearch's sequential loop (the duty-cycle bench compares the two).
@@ -280,6 +287,11 @@ class WorkerLoop:
         self.space.check_out(commit)
         return readonly_violation(self.readonly_hashes, self._readonly_now())
 
+    def _missing_needs(self) -> str | None:
+        needs = self.config.target.needs
+        problems = needs_problems(needs, self.space.checkout, run_environ(self.config, os.environ))
+        return "; ".join(f"on {self.site.host}: {p.message}" for p in problems) or None
+
     def _readonly_now(self) -> dict[str, str]:
         return gitops.file_hashes(self.space.checkout, list(self.readonly_hashes))
 
@@ -300,25 +312,12 @@ class WorkerLoop:
         return result, guard_exit, output
 
     def _env(self, trial_id: str) -> dict[str, str]:
-        # The worker's own interpreter first on PATH, so `python train.py` finds the project's deps.
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        path = worker_search_path(sys.executable, os.environ)
         return scrubbed_env(os.environ, {
             **expanded_env(self.config.target.env),
             "HOME": str(self.space.home), "PATH": path, "PYTHONUNBUFFERED": "1",
             "SWARM_BUDGET_S": f"{self.config.target.budget_s:g}", "SWARM_TRIAL_ID": trial_id,
             "SWARM_WORKER_ID": self.id})
-
-
-_WITH_DEFAULT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
-
-
-def expanded_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The target's extra variables with ${VAR:-default}, $VAR and ~ expanded here, on this
-    worker's machine, before HOME moves to the scratch directory (so `~/.cache` is the real one)."""
-    def expand(value: str) -> str:
-        value = _WITH_DEFAULT.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), value)
-        return os.path.expanduser(os.path.expandvars(value))
-    return {name: expand(value) for name, value in env.items()}
 
 
 _Costly = TypeVar("_Costly", Proposal, ProposalFailure)

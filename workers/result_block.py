@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["parse_summary", "metric_value", "numeric_metrics"]
+__all__ = ["parse_summary", "has_block", "metric_value", "numeric_metrics", "missing_metric"]
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -24,6 +24,23 @@ def parse_summary(text: str) -> dict[str, float | str]:
         if sep and _KEY.fullmatch(key):
             summary[key] = _number_or_text(value.strip())
     return summary
+
+
+def has_block(text: str) -> bool:
+    """Whether the output has a '---' line at all (a result block may follow it)."""
+    return any(line.strip() == "---" for line in text.splitlines())
+
+
+def missing_metric(text: str, name: str) -> str:
+    """Why `name` has no finite value in the output's result block, naming what the block did
+    have: the first thing to read when a metric name is misspelt."""
+    if not has_block(text):
+        return f"no '---' line in the output, so no result block to read '{name}:' from"
+    summary = parse_summary(text)
+    if name in summary:
+        return f"'{name}: {summary[name]}' after the last '---' line is not a finite number"
+    keys = ", ".join(list(summary)[:12]) or "no 'key: value' lines"
+    return f"no finite '{name}:' after the last '---' line; the block has: {keys}"
 
 
 def _number_or_text(value: str) -> float | str:
