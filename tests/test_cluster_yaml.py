@@ -49,3 +49,15 @@ def test_a_broken_file_is_refused_by_the_same_check() -> None:
     del config["provider"]
     with pytest.raises(jsonschema.ValidationError, match="provider"):
         jsonschema.validate(config, SCHEMA)
+
+
+def test_the_head_starts_in_the_checkout_and_lets_a_stopped_job_finish_its_longest_trial() -> None:
+    config = yaml.safe_load(TEXT)
+    [start] = [c for c in config["head_start_ray_commands"] if " start" in c]
+    assert "cd ~/autoresearch-swarm &&" in start  # submitted jobs start there (README's commands)
+    wait_s = int(re.search(r"RAY_JOB_STOP_WAIT_TIME_S=(\d+)", start).group(1))
+    longest = max(yaml.safe_load(p.read_text())["target"].get("timeout_s", 0)
+                  for p in (ROOT / "configs").glob("*.yaml"))
+    assert wait_s > longest, (wait_s, longest)
+    # the project as pyproject.toml declares it (ray[default]: the Jobs API), with ml_target's extra
+    assert any("pip install -q -e '.[ml]'" in c for c in config["setup_commands"])
