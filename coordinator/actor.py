@@ -64,6 +64,9 @@ class CoordinatorActor:
     def set_live(self, placements: dict[str, Placement]) -> None:
         self._service.set_live(placements)
 
+    def end_session(self, reason: str) -> None:
+        self._service.end_session(reason)
+
     def node_id(self) -> str:
         """The node it runs on (the head, where the run directory is)."""
         return str(ray.get_runtime_context().get_node_id())

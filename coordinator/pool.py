@@ -220,11 +220,22 @@ class Pool:
     def _merge_worktree(self, at: str | None = None) -> git.Repo:
         if self._merge is None:
             self.repo.git.worktree("prune")
+            if not self._merge_is_ours():  # a run directory copied or moved: it is another repo's
+                shutil.rmtree(self._merge_dir, ignore_errors=True)
             if not (self._merge_dir / ".git").exists():
                 self.repo.git.worktree("add", "--force", "--detach", str(self._merge_dir),
                                        at or self.repo.head.commit.hexsha)
             self._merge = gitops.open_repo(self._merge_dir)
         return self._merge
+
+    def _merge_is_ours(self) -> bool:
+        # A worktree's .git file names its repository's git dir by absolute path; objects made
+        # in a copy's scratch worktree would go to the original, out of this pool's reach.
+        try:
+            named = (self._merge_dir / ".git").read_text().removeprefix("gitdir:").strip()
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+            return False
+        return Path(named).resolve().is_relative_to(Path(self.repo.git_dir).resolve())
 
     def close(self) -> None:
         self.repo.close()

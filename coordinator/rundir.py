@@ -15,20 +15,22 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 
 from coordinator.pool import Pool
 from coordinator.results import ResultsFile
-from coordinator.state import RunInfo, SwarmState, replay
+from coordinator.state import RunInfo, SwarmState
+from coordinator.status import replay_ledger
 from swarm.core.config import SwarmConfig
-from swarm.core.errors import RunDirError
+from swarm.core.errors import ConfigError, RunDirError
 from swarm.core.events import Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished
-from swarm.core.ledger import Ledger, read_events
+from swarm.core.preflight import tree_problems
+from swarm.core.ledger import Ledger, TornTail, torn_tail
 
-__all__ = ["RunDirectory", "OpenedRun", "open_run", "changed_target_key"]
+__all__ = ["RunDirectory", "OpenedRun", "open_run", "changed_target_key", "torn_warning", "torn_report"]
 
 _INCOMING = ".repo-incoming"  # where a new run's target is imported before it is moved into place
 _STALE_LOCK_S = 5.0  # a git lock this old has no live git process behind it
@@ -64,11 +66,16 @@ class RunDirectory:
         self._ledger: Ledger | None = None
         self._changed: set[str] | None = None  # trials whose results line may differ (None: any)
 
-    def read_ledger(self) -> list[LedgerEvent]:
-        """The events recorded so far (opening the ledger first drops a line torn by a crash)."""
+    def read_ledger(self) -> tuple[list[LedgerEvent], SwarmState, TornTail | None]:
+        """The events recorded so far, the state they replay to, and the line a crash tore off
+        the end. Every line is read before anything is written: a bad one refuses the run
+        with its line number, and the ledger is left as it is. Only then is it opened for
+        appending, which drops the torn line (it was never acknowledged)."""
+        events, state = replay_ledger(self.ledger_path)
+        torn = torn_tail(self.ledger_path)
         if self.ledger_path.exists():
             self._ledger = Ledger(self.ledger_path)
-        return list(read_events(self.ledger_path))
+        return events, state, torn
 
     def create_ledger(self, first: RunStarted) -> RunStarted:
         self._ledger, stamped = Ledger.create(self.ledger_path, first)
@@ -107,6 +114,8 @@ class OpenedRun:
     pool: Pool
     state: SwarmState
     restarted: bool  # this session opened the run before: Ray restarted its coordinator
+    # trials whose report was torn off the ledger's end, with what to record of them
+    torn_reports: dict[str, str] = field(default_factory=dict)
 
 
 def open_run(path: Path, config: SwarmConfig, session: str, resume: bool) -> OpenedRun:
@@ -115,14 +124,13 @@ def open_run(path: Path, config: SwarmConfig, session: str, resume: bool) -> Ope
     directory = RunDirectory(path, config.target.metric.name)
     with releasing_on_error(directory):
         _clear_stale_git_locks(directory.repo_dir / ".git")
-        events = directory.read_ledger()
+        events, state, torn = directory.read_ledger()
         restarted = any(isinstance(e, SessionStarted) and e.session == session for e in events)
         if events and not (resume or restarted):
             raise RunDirError(f"{path} already holds a run; pass --resume to continue it "
                               "or --run-dir to start another")
         if not events and resume:
             raise RunDirError(f"{path}: no ledger.jsonl to resume from")
-        state = replay(events)
         if events:
             assert state.run_info is not None
             if key := changed_target_key(state.run_info, config):
@@ -132,7 +140,10 @@ def open_run(path: Path, config: SwarmConfig, session: str, resume: bool) -> Ope
             pool = Pool(directory.repo_dir)
         else:
             pool = _create_run(directory, config, state)
-        return OpenedRun(directory, pool, state, restarted)
+        reported = torn_report(torn, state, session)
+        if torn:
+            log.warning(torn_warning(directory.ledger_path, torn, lost=reported is not None))
+        return OpenedRun(directory, pool, state, restarted, _torn_reports(directory, reported))
     raise AssertionError("unreachable")  # pragma: no cover  (releasing_on_error re-raises)
 
 
@@ -148,6 +159,45 @@ def releasing_on_error(directory: RunDirectory) -> Iterator[None]:
             raise RunDirError(f"{directory.path}: git failed while opening the run: "
                               f"{' '.join(str(exc).split())[:300]}") from None
         raise
+
+
+def torn_warning(ledger: Path, torn: TornTail, lost: bool) -> str:
+    """What opening a run says of the line a crash tore off its ledger, and what follows.
+    `lost`: the torn line reported a trial that is now recorded lost (its session is over)."""
+    text = (f"{ledger}:{torn.line}: the last line is torn ({torn.what()}): the run stopped "
+            "mid-write; it was never acknowledged and is dropped")
+    if lost and torn.trial:
+        text += (f"; trial {torn.trial} reported, but its result was not recorded: it is "
+                 f"recorded lost, {_log_kept(ledger.parent, torn.trial, ledger.parent)}")
+    elif torn.trial and torn.kind == "trial_started":
+        text += f"; trial {torn.trial} never reached its worker"
+    elif torn.trial and torn.kind == "verdict":
+        text += f"; the verdict on trial {torn.trial} is made again"
+    return text
+
+
+def torn_report(torn: TornTail | None, state: SwarmState, session: str) -> str | None:
+    """The trial whose report a torn last line held, if opening the run records it lost: in
+    flight, of an earlier session (in its own session, its worker reports it again)."""
+    if not (torn and torn.kind == "trial_finished" and torn.trial in state.inflight):
+        return None
+    return torn.trial if state.trials[torn.trial].session != session else None
+
+
+def _torn_reports(directory: RunDirectory, trial: str | None) -> dict[str, str]:
+    # The coordinator writes a trial's log and keeps its commit before it records the result,
+    # so a report torn off the ledger left both: the trial did report, and its log says how.
+    if trial is None:
+        return {}
+    kept = _log_kept(directory.path, trial, Path())
+    return {trial: f"it reported, but the run stopped before its result was recorded; {kept}"}
+
+
+def _log_kept(run_dir: Path, trial: str, shown_under: Path) -> str:
+    log_file = Path("logs") / f"{trial}.log"
+    if (run_dir / log_file).exists():
+        return f"its log kept in {shown_under / log_file}"
+    return "its log was not written"
 
 
 def changed_target_key(recorded: RunInfo, config: SwarmConfig) -> str | None:
@@ -175,6 +225,10 @@ def _create_run(directory: RunDirectory, config: SwarmConfig, state: SwarmState)
                           "move them away or choose another --run-dir")
     shutil.rmtree(incoming, ignore_errors=True)
     Pool.import_target(config.target.repo, incoming)
+    source = config.target.repo
+    # A git URL's files are first seen here (`swarm run` checked a directory's before Ray started).
+    if not Path(source).is_dir() and (problems := tree_problems(config, incoming, shown_as=source)):
+        raise ConfigError("\n".join(p.line("the cloned target") for p in problems))
     incoming.rename(directory.repo_dir)
     pool = Pool(directory.repo_dir)
     commit, tree = pool.head()

@@ -17,13 +17,16 @@ from itertools import islice
 from pathlib import Path
 
 from coordinator import decide
+from coordinator.liveness import Heartbeat, silent_for
 from coordinator.roster import Roster
 from coordinator.rundir import open_run, releasing_on_error
 from coordinator.state import BestRecord, SwarmState, TrialRecord
 from coordinator.status import RunStatus, latency_of, summarize
 from coordinator.stores import PoolStore, RunRecord
 from swarm.core.config import SwarmConfig
-from swarm.core.events import Judged, LedgerEvent, ProposalFailed, SessionStarted, TrialFinished, TrialStarted
+from swarm.core.events import (
+    Judged, LedgerEvent, ProposalFailed, SessionEnded, SessionStarted, TrialFinished, TrialStarted,
+)
 from swarm.core.scope import scope_violation
 from swarm.core.stats import mean
 from swarm.core.values import (
@@ -45,7 +48,9 @@ class Coordinator:
         opened = open_run(run_dir, config, session, resume)
         with releasing_on_error(opened.directory):
             self._begin(config, session, opened.directory, opened.pool, opened.state, opened.restarted,
-                        time.time)
+                        time.time, opened.torn_reports)
+            # the driver just started this coordinator: its session is live from here
+            self._heartbeat: Heartbeat | None = Heartbeat(run_dir, session)
 
     @classmethod
     def over(cls, config: SwarmConfig, session: str, record: RunRecord, pool: PoolStore, state: SwarmState,
@@ -53,10 +58,12 @@ class Coordinator:
         """A coordinator over another run record and pool, on another clock: the simulator's."""
         coordinator = cls.__new__(cls)
         coordinator._begin(config, session, record, pool, state, False, clock)
+        coordinator._heartbeat = None
         return coordinator
 
     def _begin(self, config: SwarmConfig, session: str, record: RunRecord, pool: PoolStore,
-               state: SwarmState, restarted: bool, clock: Callable[[], float]) -> None:
+               state: SwarmState, restarted: bool, clock: Callable[[], float],
+               torn_reports: dict[str, str] | None = None) -> None:
         self.config, self.session, self.clock = config, session, clock
         self.roster = Roster()
         self.stop_requested = False
@@ -66,7 +73,7 @@ class Coordinator:
             self._record(SessionStarted(session=session, gpus_per_worker=config.workers.gpus_per_worker))
         # also after a crash between session_started and here
         for trial_id in decide.orphaned_trials(self.state, session):
-            self._finish_lost(trial_id, "its session ended before it reported")
+            self._finish_lost(trial_id, (torn_reports or {}).get(trial_id, "its session ended before it reported"))
         self.session_start = self.state.session_starts.get(session, clock())
         self.pool.show_best(self._best.commit)
         self.pool.open_merge_worktree(self._best.commit)
@@ -194,17 +201,38 @@ class Coordinator:
 
     def place(self, worker_id: str, placement: Placement) -> None:
         self.roster.place(worker_id, placement)
+        self._heard_from_driver()
 
     def set_live(self, placements: dict[str, Placement]) -> None:
         self.roster.set_live(placements)
+        self._heard_from_driver()
+
+    def end_session(self, reason: str) -> None:
+        """The driver ends its session cleanly, its workers stopped: what they had in flight is
+        lost, and the ledger says the session ended (so `swarm status` shows it stopped)."""
+        for trial_id in list(self.state.inflight):
+            if self.state.trials[trial_id].session == self.session:
+                self._finish_lost(trial_id, f"its session ended before it reported ({reason})")
+        if self.session not in self.state.session_ends:  # a retried call records it once
+            self._record(SessionEnded(session=self.session, reason=reason))
+        self.directory.write_results(self.state)
+
+    def _heard_from_driver(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
 
     def driver_silence_s(self) -> float:
         return self.roster.driver_silence_s()
 
     def status(self) -> RunStatus:
         reason = self.stop_reason() or self._budget_spent()
-        status = summarize(self.state, self.config, self.roster.sites(), self.session_start, reason)
-        return replace(status, report_latency=latency_of(list(self.report_seconds)))
+        driver = silent_for(self.roster.driver_silence_s(), time.time())
+        idle = "gone with the driver" if driver.phase == "gone" else "proposing"
+        status = summarize(self.state, self.config, self.roster.sites(), self.session_start, reason,
+                           idle=idle, driver=driver)
+        failed = decide.failed_stop(self.state, self.config.stop, self.config.acceptance)
+        return replace(status, report_latency=latency_of(list(self.report_seconds)),
+                       stop_failed=failed is not None and reason == failed)
 
     # -- decisions, carried out -----------------------------------------------------------
 
@@ -212,7 +240,7 @@ class Coordinator:
         """Why no new work at all starts (None while the run goes on)."""
         return decide.stop_reason(self.state, self.config.stop, self.config.target.metric.direction,
                                   self.clock() - self.session_start, self.stop_requested,
-                                  workers=self._workers())
+                                  workers=self._workers(), acceptance=self.config.acceptance)
 
     def _workers(self) -> int:
         """Workers now, or the config's count while none has asked yet (a resumed run settles

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm.core.events import (
-    Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished,
-    TrialStarted, cost_of,
+    EventError, Judged, LedgerEvent, ProposalFailed, RunStarted, SessionEnded, SessionStarted,
+    TrialFinished, TrialStarted, cost_of,
 )
+from swarm.core.scope import paths_named
 from swarm.core.stats import Group, Noise, robust_noise
 from swarm.core.values import EVALUATED_STATUSES, Cost, TrialKind, TrialStatus, Verdict
 
-__all__ = ["TrialRecord", "BestRecord", "RebasedWinner", "RunInfo", "FailureNote", "SwarmState",
-           "trial_name", "replay", "VOLUNTEER_CLASS"]
+__all__ = ["TrialRecord", "BestRecord", "RebasedWinner", "RunInfo", "FailureNote", "SessionEnd",
+           "SwarmState", "trial_name", "replay", "VOLUNTEER_CLASS"]
 
 # The hardware class of a volunteer's runs starts with this: they are compared only with runs
 # of the same volunteer class (to screen its candidates), never with a trusted worker's.
@@ -106,6 +107,12 @@ class FailureNote:
     ts: float
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    ts: float
+    reason: str
+
+
 @dataclass
 class SwarmState:
     """Everything the coordinator decides from; see `apply` for the events that change it."""
@@ -125,6 +132,7 @@ class SwarmState:
     sessions: list[str] = field(default_factory=list)
     session_starts: dict[str, float] = field(default_factory=dict)  # session -> when it started
     session_gpus: dict[str, float] = field(default_factory=dict)  # session -> GPUs per worker
+    session_ends: dict[str, SessionEnd] = field(default_factory=dict)  # sessions that ended cleanly
     run_info: RunInfo | None = None
     evaluations: int = 0  # trials that ran or will run an experiment
     proposal_failures: int = 0
@@ -135,6 +143,10 @@ class SwarmState:
     refused_at: dict[str, float] = field(default_factory=dict)  # per worker: the last refusal
     refusals_in_a_row: int = 0  # swarm-wide
     last_refusal: str = ""
+    # This session's refusals by kind (out_of_scope, duplicate, proposal_failed), and the paths
+    # the out-of-scope ones touched: stop.max_refusals ends the run and names them.
+    session_refusals: dict[str, int] = field(default_factory=dict)
+    refused_paths: dict[str, int] = field(default_factory=dict)
     cost: Cost = Cost()  # every proposal's, failed ones included
     last_event_ts: float = 0.0
     # Indexes, so that no question below walks every trial (a run may hold 100,000).
@@ -154,11 +166,17 @@ class SwarmState:
         self._noise: dict[str | None, Noise] = {}  # a cache, not state: not a field
 
     def apply(self, event: LedgerEvent) -> None:
+        """Changes the state by one event; an event that cannot follow those before it (a
+        trial never started, a second start of the run) is an EventError saying so, and
+        changes nothing."""
+        self._check_follows(event)
         match event:
             case RunStarted():
                 self._on_run_started(event)
             case SessionStarted():
                 self._on_session_started(event)
+            case SessionEnded():
+                self.session_ends[event.session] = SessionEnd(event.ts, event.reason)
             case TrialStarted():
                 self._on_trial_started(event)
             case TrialFinished():
@@ -170,6 +188,33 @@ class SwarmState:
         self.last_event_ts = event.ts
 
     # -- events ---------------------------------------------------------------------------
+
+    def _check_follows(self, event: LedgerEvent) -> None:
+        # What the handlers below take for granted; a ledger edited by hand (or by something
+        # that should not write there) must be refused with its line, not crash the replay.
+        if isinstance(event, RunStarted) != (self.run_info is None):
+            raise EventError("a second run_started event; a ledger holds one, as its first line"
+                             if self.run_info else f"a {event.event} event before the "
+                             "run_started event every ledger begins with")
+        match event:
+            case TrialStarted():
+                if event.trial in self.trials:
+                    raise EventError(f"a second trial_started event of trial {event.trial!r}")
+                self._check_known(event, event.parts or [])
+            case TrialFinished():
+                self._check_known(event, [event.trial])
+            case Judged():
+                self._check_known(event, [event.trial])
+                if event.verdict == "accepted" and not event.best_commit:
+                    raise EventError("an accepted verdict without its 'best_commit' field")
+                if event.verdict == "rebased" and not (event.commit and event.tree and event.parent):
+                    raise EventError("a rebased verdict without its 'commit', 'tree' and 'parent'")
+
+    def _check_known(self, event: TrialStarted | TrialFinished | Judged, trials: list[str]) -> None:
+        for trial in trials:
+            if trial not in self.trials:
+                raise EventError(f"a {event.event} event for trial {trial!r}, but no "
+                                 "trial_started event before it starts that trial")
 
     def _on_run_started(self, event: RunStarted) -> None:
         self.run_info = RunInfo(event.commit, event.tree, event.readonly_hashes, event.config)
@@ -183,6 +228,7 @@ class SwarmState:
             self.session_gpus[event.session] = event.gpus_per_worker
         # A new session may bring a fixed proposer, and its workers reuse the old ids.
         self.refusal_streak, self.refused_at, self.refusals_in_a_row = {}, {}, 0
+        self.session_refusals, self.refused_paths = {}, {}
 
     def _on_trial_started(self, event: TrialStarted) -> None:
         trial = TrialRecord.from_event(event)
@@ -224,7 +270,7 @@ class SwarmState:
             self.refusal_streak[trial.worker] = 0
             self.refusals_in_a_row = 0
         elif trial.status in ("duplicate", "out_of_scope") and trial.kind == "candidate":
-            self._refused(trial.worker, f"{trial.status}: {event.reason}", event.ts)
+            self._refused(trial.worker, f"{trial.status}: {event.reason}", event.ts, trial.status)
         if trial.kind == "baseline" and trial.status != "lost":
             key = (trial.commit, trial.hardware)
             self.baseline_tries[key] = self.baseline_tries.get(key, 0) + 1
@@ -266,12 +312,12 @@ class SwarmState:
             for part in trial.parts[len(trial.parts) // 2:]:
                 self.trials[part].failed_union = True
         if trial.verdict == "accepted":
-            assert event.best_commit is not None, "an accepted verdict names its best commit"
+            assert event.best_commit is not None, "checked in _check_follows"
             self._set_best(BestRecord(event.best_commit, trial.tree, trial.id, trial.hypothesis))
             for part in trial.parts:  # the union's acceptance is its parts' verdict: one event
                 self._merged(self.trials[part], event.ts)
         if trial.verdict == "rebased":
-            assert event.commit and event.tree and event.parent, "a rebased verdict names its commit"
+            assert event.commit and event.tree and event.parent, "checked in _check_follows"
             self.rebase_queue.append(RebasedWinner(event.commit, event.tree, event.parent,
                                                    trial.id, trial.hypothesis))
 
@@ -285,9 +331,12 @@ class SwarmState:
         self.proposal_failures += 1
         self.last_proposal_failure = FailureNote(event.worker, event.reason, event.ts)
         self.cost += cost_of(event)
-        self._refused(event.worker, f"proposal failed: {event.reason}", event.ts)
+        self._refused(event.worker, f"proposal failed: {event.reason}", event.ts, "proposal_failed")
 
-    def _refused(self, worker: str, reason: str, when: float) -> None:
+    def _refused(self, worker: str, reason: str, when: float, kind: str) -> None:
+        self.session_refusals[kind] = self.session_refusals.get(kind, 0) + 1
+        for path in paths_named(reason):
+            self.refused_paths[path] = self.refused_paths.get(path, 0) + 1
         self.refusal_streak[worker] = self.refusal_streak.get(worker, 0) + 1
         self.refused_at[worker] = when
         self.refusals_in_a_row += 1

@@ -11,18 +11,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from coordinator.budget import Budget, budget_of
 from coordinator.figures import estimate_of, gain_between, gpu_hours, worker_figures
+from coordinator.liveness import RUNNING, DriverState, driver_state, read_heartbeat
 from coordinator.results import result_status
-from coordinator.state import BestRecord, FailureNote, SwarmState, TrialRecord, replay
+from coordinator.state import BestRecord, FailureNote, SwarmState, TrialRecord
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import RunDirError
-from swarm.core.events import LedgerEvent
-from swarm.core.ledger import read_events
+from swarm.core.events import EventError, LedgerEvent
+from swarm.core.ledger import bad_line, numbered_events
 from swarm.core.stats import Direction, mean, pooled_spread
-from swarm.core.values import EVALUATED_STATUSES, Placement, WorkerSite
+from swarm.core.values import EVALUATED_STATUSES, FAILED_STATUSES, Placement, WorkerSite
 
-__all__ = ["Headline", "WorkerRow", "Latency", "RunStatus", "summarize", "load_status",
-           "replay_run", "latency_of"]
+__all__ = ["Headline", "WorkerRow", "Latency", "LatestFailure", "RunStatus", "latest_failure",
+           "summarize", "load_status", "replay_run", "replay_ledger", "latency_of"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,17 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class LatestFailure:
+    """The newest trial that ran and broke, or was refused: what a broken target shows first."""
+
+    trial: str
+    kind: str
+    status: str
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True)
 class RunStatus:
     name: str
     metric: str
@@ -88,14 +103,21 @@ class RunStatus:
     tokens: int
     stop_reason: str | None
     report_latency: Latency | None = None
+    latest_failure: LatestFailure | None = None
+    stop_failed: bool = False  # the stop says the target or proposer is broken: exit 2
+    driver: DriverState = RUNNING  # a driver gone or ended runs no trials
+    trials_unfinished: int = 0  # in flight when the driver went: lost once the run is resumed
+    budget: Budget | None = None  # elapsed time, each limit's share used, and the ETA
 
 
 def summarize(state: SwarmState, config: SwarmConfig,
               live: dict[str, tuple[WorkerSite, Placement]], session_start: float,
               stop_reason: str | None, now: float | None = None,
-              idle: str = "proposing") -> RunStatus:
+              idle: str = "proposing", driver: DriverState = RUNNING) -> RunStatus:
     """`now`: the time rates are taken at (a finished run's last event); `idle`: what a worker
-    with no trial in flight is said to be doing."""
+    with no trial in flight is said to be doing; `driver`: a driver gone or ended runs no
+    trials, whatever the ledger has in flight."""
+    running = {} if driver.phase in ("gone", "ended") else state.inflight
     finished = [t for t in state.trials.values() if t.status is not None]
     session_done = [t for t in finished if t.session == (state.sessions or [""])[-1]
                     and t.status in EVALUATED_STATUSES]
@@ -108,18 +130,33 @@ def summarize(state: SwarmState, config: SwarmConfig,
               if state.initial and state.best else None),
         accepted=len(state.history) - 1,
         noise=pooled_spread(state.sample_groups(trusted_only=True)),
-        trials_done=len(finished), trials_running=len(state.inflight),
+        trials_done=len(finished), trials_running=len(running),
+        trials_unfinished=len(state.inflight) - len(running), driver=driver,
         evaluations=state.evaluations,
         by_status=dict(Counter(result_status(t) for t in finished)),
         proposal_failures=state.proposal_failures,
         last_proposal_failure=state.last_proposal_failure,
         trials_per_hour=len(session_done) / hours,
-        workers=_workers(state, live, finished, idle),
+        workers=_workers(state, live, running, finished, idle),
         gpus_per_worker=config.workers.gpus_per_worker,
         gpu_hours=gpu_hours(finished, config.workers.gpus_per_worker, state.session_gpus),
         worker_hours=gpu_hours(finished, 1.0),
         cost_usd=state.cost.usd, tokens=sum(t.cost.tokens for t in state.trials.values()),
-        stop_reason=stop_reason)
+        stop_reason=stop_reason, latest_failure=latest_failure(state),
+        budget=budget_of(state, config.stop, session_start, now or time.time()))
+
+
+_FAILURES = FAILED_STATUSES | {"out_of_scope"}
+
+
+def latest_failure(state: SwarmState) -> LatestFailure | None:
+    """The newest finished trial that failed (crash, timeout, no_metric, guard_failed) or was out
+    of scope; lost and duplicate trials say nothing about the target."""
+    for trial_id in reversed(state.finish_order):
+        trial = state.trials[trial_id]
+        if trial.status in _FAILURES:
+            return LatestFailure(trial.id, trial.kind, trial.status, trial.reason, trial.finished)
+    return None
 
 
 def _headline(state: SwarmState, best: BestRecord | None) -> Headline | None:
@@ -132,8 +169,8 @@ def _headline(state: SwarmState, best: BestRecord | None) -> Headline | None:
 
 
 def _workers(state: SwarmState, live: dict[str, tuple[WorkerSite, Placement]],
-             finished: list[TrialRecord], idle: str) -> dict[str, WorkerRow]:
-    running = {worker: trial for trial, worker in state.inflight.items()}
+             inflight: dict[str, str], finished: list[TrialRecord], idle: str) -> dict[str, WorkerRow]:
+    running = {worker: trial for trial, worker in inflight.items()}
     rates = {w.worker: w for w in worker_figures(finished)}
     rows = {}
     for worker, (site, placed) in sorted(live.items()):
@@ -161,22 +198,52 @@ def latency_of(seconds: list[float]) -> Latency | None:
 
 def replay_run(run_dir: Path) -> tuple[list[LedgerEvent], SwarmState]:
     """A run directory's ledger and the state it replays to (what `status` and `report` read)."""
-    events = list(read_events(run_dir / "ledger.jsonl"))
+    events, state = replay_ledger(run_dir / "ledger.jsonl")
     if not events:
         raise RunDirError(f"{run_dir}: no ledger.jsonl here; is it a run directory (runs/<name>)?")
-    return events, replay(events)
+    return events, state
+
+
+def replay_ledger(path: Path) -> tuple[list[LedgerEvent], SwarmState]:
+    """A ledger's events and the state they replay to. A line that is not an event, or an event
+    that cannot follow those before it, is one error naming the file and the line."""
+    events, state = [], SwarmState()
+    for number, event in numbered_events(path):
+        try:
+            state.apply(event)
+        except EventError as exc:
+            raise bad_line(path, number, str(exc)) from None
+        events.append(event)
+    return events, state
 
 
 def load_status(run_dir: Path) -> RunStatus:
     """The same figures read from a run directory's ledger, with no Ray (live or finished runs)."""
     _events, state = replay_run(run_dir)
-    assert state.run_info is not None
-    config = SwarmConfig.model_validate(state.run_info.config)
+    config = recorded_config(run_dir, state)
     session = state.sessions[-1] if state.sessions else ""
+    now = time.time()
+    driver = driver_state(state, read_heartbeat(run_dir), now)
     # The ledger knows who ran trials, not who is proposing: every worker of the latest session
     active = {t.worker: (WorkerSite(), Placement(node=t.node))
               for t in state.trials.values() if t.session == session}
-    # a run that is over: its rate is over its own time, not up to today
-    ended = state.last_event_ts if not state.inflight else None
+    if driver.phase in ("gone", "ended"):  # its rate is over its own time, not up to today
+        at, idle = driver.since, "gone with the driver" if driver.phase == "gone" else "stopped"
+    else:  # a run of an older swarm keeps no heartbeat: what the ledger alone says
+        at = state.last_event_ts if not state.inflight else None
+        idle = "between trials" if state.inflight else "stopped"
     return summarize(state, config, active, state.session_starts.get(session, 0.0), None,
-                     now=ended, idle="between trials" if state.inflight else "stopped")
+                     now=at, idle=idle, driver=driver)
+
+
+def recorded_config(run_dir: Path, state: SwarmState) -> SwarmConfig:
+    """The config the run was started with, as its first event recorded it."""
+    assert state.run_info is not None, "replay_ledger refuses a ledger that does not start the run"
+    try:
+        return SwarmConfig.model_validate(state.run_info.config)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the config"
+        raise RunDirError(f"{run_dir / 'ledger.jsonl'}: the config its run_started event records "
+                          f"is not one this swarm reads ({where}: {error['msg']}); read it with "
+                          "the swarm version that wrote it") from None

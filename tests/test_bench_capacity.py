@@ -65,6 +65,8 @@ def test_coordinator_capacity_quick_prints_throughput_latency_memory_and_refs(tm
     assert _number(fetch["ratio"]) > 0
 
 
+# Timing-sensitive (two workers must beat one while other tests load the machine): -m slow.
+@pytest.mark.slow
 @pytest.mark.ray
 def test_scaling_quick_prints_trials_per_hour_for_one_and_two_workers(tmp_path: Path) -> None:
     out = _run_quick("scaling.py", tmp_path)

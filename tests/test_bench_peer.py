@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TIMEOUT_S = 240
 
@@ -33,6 +35,8 @@ def percent(cell: str) -> float:
     return float(cell.rstrip("%"))
 
 
+# A benchmark's quick run (a minute, timing-sensitive beside other tests): on demand, -m slow.
+@pytest.mark.slow
 def test_duty_cycle_quick_overlapped_workers_evaluate_a_larger_share(tmp_path: Path) -> None:
     output = run_quick("duty_cycle.py", tmp_path)
     rows = table_rows(output, "mode")
@@ -56,6 +60,8 @@ def test_duty_cycle_quick_overlapped_workers_evaluate_a_larger_share(tmp_path: P
     assert re.search(r"import litellm in a fresh interpreter: [0-9.]+ s", output)
 
 
+# A benchmark's quick run (a minute, timing-sensitive beside other tests): on demand, -m slow.
+@pytest.mark.slow
 def test_openevolve_peer_quick_both_systems_do_the_evaluations_asked(tmp_path: Path) -> None:
     output = run_quick("openevolve_peer.py", tmp_path)
     rows = {row[0]: row for row in table_rows(output, "system")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,9 +34,9 @@ def test_unknown_config_key_is_one_line_naming_file_and_key(tmp_path, user_env):
         "guard: null", "guard: null\n  gaurd: true"))
     result = swarm("run", str(config), env=user_env)
     assert result.returncode == 2
-    assert result.stderr == (f"swarm: error: {config}: unknown key 'target.gaurd'; allowed keys "
-                             "here: repo, editable, readonly, run, metric, budget_s, timeout_s, "
-                             "guard, max_log_bytes, env\n")
+    assert result.stderr == (f"swarm: error: {config}: unknown key 'target.gaurd' (did you mean "
+                             "'target.guard'?); allowed keys here: repo, editable, readonly, run, "
+                             "metric, budget_s, timeout_s, guard, max_log_bytes, env, needs\n")
 
 
 def test_existing_run_dir_without_resume_is_refused_before_ray_starts(tmp_path, user_env):
@@ -55,6 +56,9 @@ def test_status_of_a_directory_without_a_run_says_so(tmp_path, user_env):
                              "directory (runs/<name>)?\n")
 
 
+# The stop path (SIGINT and SIGTERM share it) is in test_stops.py and resuming in test_jobs.py
+# and test_status_truth.py; this whole-CLI soak runs on demand with -m slow.
+@pytest.mark.slow
 @pytest.mark.ray
 def test_ctrl_c_finishes_trials_in_flight_then_resume_continues(tmp_path, user_env):
     run_dir = tmp_path / "run"
@@ -81,6 +85,11 @@ def test_ctrl_c_finishes_trials_in_flight_then_resume_continues(tmp_path, user_e
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert ledger.read_text().count('"session_started"') == 2
     assert ledger.read_text().count('"trial_finished"') >= finished + 4
+    # the last display: the session's time, its budget, and what each of its workers did
+    final = resumed.stdout[resumed.stdout.rindex("run        quadratic"):]
+    assert re.search(r"^elapsed +(\d+ min )?\d+ s this session", final, flags=re.M), final
+    assert re.search(rf"^budget +trials \d+ of {finished + 4} \(100%[,)]", final, flags=re.M), final
+    assert len(re.findall(r"^ w[01] +│[^│]*│ [1-9]\d* +│ [\d.]+ +│ stopped", final, flags=re.M)) == 2, final
 
     status = swarm("status", str(run_dir), env=user_env)
     assert status.returncode == 0

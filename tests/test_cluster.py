@@ -241,13 +241,17 @@ def test_swarm_join_lends_a_node_whose_leaving_loses_only_its_trials_in_flight(
         done = {e["trial"] for e in ran if e["event"] == "trial_finished"}
         return {e["trial"] for e in ran if e["event"] == "trial_started" and
                 e["hardware"].startswith("volunteer/") and (e["trial"] in done) == finished}
+    failure: AssertionError | None = None
     try:
-        run.wait(lambda: volunteer_trials(finished=False), timeout_s=90)
+        run.wait(lambda: volunteer_trials(finished=False), timeout_s=180)  # 24-38 s alone
         join_to_first_trial_s = time.monotonic() - asked
         in_flight = volunteer_trials(finished=False)
+    except AssertionError as exc:
+        failure = exc
     finally:
         os.killpg(joiner.pid, signal.SIGTERM)  # what Ctrl-C or `kill` does to `swarm join`
         output = joiner.communicate(timeout=60)[0]
+    assert failure is None, f"{failure}; `swarm join` said:\n{output[-4000:]}"
     assert joiner.returncode is not None, output
     run.wait(lambda: in_flight <= volunteer_trials(finished=True), timeout_s=60)
     run.stop()

@@ -61,16 +61,17 @@ BAD_CONFIGS = {
     "unknown-nested-key": (
         lambda v: v + "  bogus: 1\n",
         "unknown key 'target.bogus'; allowed keys here: repo, editable, readonly, run, metric, "
-        "budget_s, timeout_s, guard, max_log_bytes, env"),
+        "budget_s, timeout_s, guard, max_log_bytes, env, needs"),
     "unknown-doubly-nested-key": (
         lambda v: v.replace("{name: score}", "{name: score, bogus: 1}"),
         "unknown key 'target.metric.bogus'; allowed keys here: name, direction"),
     "unknown-key-in-optional-section": (
         lambda v: v + "stop: {bogus: 1}\n",
-        "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd"),
+        "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd, "
+        "max_refusals"),
     "missing-required-key": (
         lambda v: v.replace("  run: python train.py\n", ""),
-        "missing required key 'target.run'"),
+        "missing required key 'target.run' (shell command of one experiment, run in the checkout)"),
     "wrong-type": (
         lambda v: v + "workers: {count: many}\n",
         "key 'workers.count': should be auto or a whole number >= 1 (got 'many')"),
@@ -125,9 +126,13 @@ def test_invalid_yaml_names_file_on_one_line(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
-def test_missing_file_is_named(tmp_path: Path) -> None:
+def test_missing_file_is_named_with_what_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "nope.yaml"
-    assert _error(path) == f"{path}: no such config file; see configs/ for examples"
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert _error(path).startswith(f"{path}: no such config file; configs/ here holds deceptive.yaml, ")
+    monkeypatch.chdir(tmp_path)  # no checkout here: point at the examples the package carries
+    assert _error(path) == (f"{path}: no such config file; write an example out with `swarm init "
+                            "--example quadratic` (`swarm init --list` names them)")
 
 
 def test_with_overrides_replaces_dotted_and_top_level_keys(tmp_path: Path) -> None:
@@ -156,7 +161,8 @@ def test_load_config_applies_overrides(tmp_path: Path) -> None:
     ({"stop.max_trials": 0},
      "key 'stop.max_trials': Input should be greater than or equal to 1 (got 0)"),
     ({"stop.bogus": 1},
-     "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd"),
+     "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd, "
+     "max_refusals"),
     ({"bogus.x": 1},
      "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
      "acceptance, stop"),
@@ -178,3 +184,129 @@ def test_with_overrides_reaches_three_levels(tmp_path: Path) -> None:
 def test_directory_instead_of_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_config(tmp_path)
+
+
+# -- every problem at once, with a did-you-mean ------------------------------------------------
+
+TARGET_KEYS = ("repo, editable, readonly, run, metric, budget_s, timeout_s, guard, max_log_bytes, "
+               "env, needs")
+TOP_KEYS = "name, target, program, workers, proposer, acceptance, stop"
+
+
+def _lines(path: Path, settings: list[str] | None = None, overrides: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides, settings or [])
+    return str(caught.value).splitlines()
+
+
+def test_every_problem_of_a_file_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
+    broken = (VALID.replace("{name: score}", "{name: score, direction: up}")
+              .replace("  run: python train.py\n", "") + "workers: {count: many}\n")
+    path = _write(tmp_path, broken)
+    assert _lines(path) == [
+        f"{path}: missing required key 'target.run' (shell command of one experiment, run in the checkout)",
+        f"{path}: key 'target.metric.direction': Input should be 'minimize' or 'maximize' (got 'up')",
+        f"{path}: key 'workers.count': should be auto or a whole number >= 1 (got 'many')"]
+
+
+def test_a_misspelt_required_key_is_told_as_the_misspelling_not_as_a_missing_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("budget_s: 1", "budget: 1"))
+    assert _lines(path) == [
+        f"{path}: unknown key 'target.budget' (did you mean 'target.budget_s'? it is required and "
+        f"missing); allowed keys here: {TARGET_KEYS}"]
+
+
+def test_a_misspelt_optional_key_gets_its_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID + "  gaurd: 'true'\n")
+    assert _lines(path) == [
+        f"{path}: unknown key 'target.gaurd' (did you mean 'target.guard'?); allowed keys here: "
+        f"{TARGET_KEYS}"]
+
+
+def test_a_key_in_the_wrong_section_is_pointed_to_where_it_belongs(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID + "max_trails: 5\n")
+    assert _lines(path) == [
+        f"{path}: unknown key 'max_trails' (did you mean 'stop.max_trials'?); allowed keys here: {TOP_KEYS}"]
+
+
+def test_a_misspelt_section_is_one_problem_with_its_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("target:", "targt:"))
+    assert _lines(path) == [
+        f"{path}: unknown key 'targt' (did you mean 'target'? it is required and missing); "
+        f"allowed keys here: {TOP_KEYS}"]
+
+
+def test_a_misspelt_choice_gets_the_allowed_values_and_a_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("{name: score}", "{name: score, direction: Minimise}"))
+    assert _lines(path) == [
+        f"{path}: key 'target.metric.direction': Input should be 'minimize' or 'maximize' "
+        "(got 'Minimise'); did you mean 'minimize'?"]
+
+
+def test_an_unrelated_unknown_key_gets_no_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID + "zzz: 1\n")
+    assert _lines(path) == [f"{path}: unknown key 'zzz'; allowed keys here: {TOP_KEYS}"]
+
+
+# -- --set section.key=value ------------------------------------------------------------------
+
+def test_set_reads_values_as_yaml_and_reaches_any_key(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), None, [
+        "stop.hours=0.5", "acceptance.false_accept=0.01", "target.env.FOO=bar", "stop.max_trials=null",
+        "workers.count=auto", "target.editable=[train.py, model.py]"])
+    assert (config.stop.hours, config.stop.max_trials, config.acceptance.false_accept,
+            config.target.env, config.workers.count, config.target.editable) == (
+        0.5, None, 0.01, {"FOO": "bar"}, "auto", ["train.py", "model.py"])
+
+
+def test_set_keeps_text_keys_as_typed(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), None, [
+        "target.env.SEED=7", "target.env.FLAG=yes", "target.run=python train.py --lr: 0.1", "name=123"])
+    assert (config.target.env, config.target.run, config.name) == (
+        {"SEED": "7", "FLAG": "yes"}, "python train.py --lr: 0.1", "123")
+
+
+def test_set_makes_a_section_the_file_leaves_out(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), None, [
+        "proposer.price.input_per_mtok=3", "proposer.price.output_per_mtok=15"])
+    assert config.proposer.price is not None
+    assert (config.proposer.price.input_per_mtok, config.proposer.price.output_per_mtok) == (3.0, 15.0)
+
+
+def test_set_supplies_what_the_file_lacks(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("  run: python train.py\n", ""))
+    assert load_config(path, None, ["target.run=python other.py"]).target.run == "python other.py"
+
+
+def test_a_named_flag_wins_over_set_of_the_same_key(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), {"stop.max_trials": 5}, ["stop.max_trials=9"])
+    assert config.stop.max_trials == 5
+
+
+def test_a_misspelt_set_key_is_blamed_on_set_with_its_suggestion(tmp_path: Path) -> None:
+    assert _lines(_write(tmp_path, VALID), ["stop.hourz=0.5", "stpo.hours=1"]) == [
+        "--set: unknown key 'stop.hourz' (did you mean 'stop.hours'?); allowed keys here: max_trials, "
+        "hours, target_metric, max_cost_usd, max_refusals",
+        f"--set: unknown key 'stpo' (did you mean 'stop'?); allowed keys here: {TOP_KEYS}"]
+
+
+def test_a_bad_set_value_is_blamed_on_set(tmp_path: Path) -> None:
+    assert _lines(_write(tmp_path, VALID), ["stop.hours=soon", "acceptance.false_accept=0"]) == [
+        "--set: key 'acceptance.false_accept': Input should be greater than 0 (got 0)",
+        "--set: key 'stop.hours': Input should be a valid number, unable to parse string as a number "
+        "(got 'soon')"]
+
+
+def test_set_and_file_problems_come_together_each_blamed_on_its_source(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID + "  gaurd: x\n")
+    assert _lines(path, ["stop.max_trails=3", "oops", "name.x=1"]) == [
+        "--set 'oops': expected section.key=value (e.g. --set stop.hours=0.5 or --set target.env.FOO=bar)",
+        "--set: cannot set 'name.x': 'name' is a value ('t'), not a section of keys",
+        f"{path}: unknown key 'target.gaurd' (did you mean 'target.guard'?); allowed keys here: {TARGET_KEYS}",
+        "--set: unknown key 'stop.max_trails' (did you mean 'stop.max_trials'?); allowed keys here: "
+        "max_trials, hours, target_metric, max_cost_usd, max_refusals"]
+
+
+def test_a_set_value_that_is_not_yaml_is_named(tmp_path: Path) -> None:
+    [line] = _lines(_write(tmp_path, VALID), ["stop.hours=[1"])
+    assert line.startswith("--set stop.hours: '[1' is not a YAML value (")

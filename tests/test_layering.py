@@ -26,11 +26,14 @@ LAYERS = {"swarm.core": (0, "core"), "coordinator": (1, "coordinator"), "workers
 PURE = [
     "swarm.core.errors", "swarm.core.config", "swarm.core.values", "swarm.core.events",
     "swarm.core.ledger", "swarm.core.stats", "swarm.core.scope", "swarm.core.retry",
+    "swarm.core.config_schema", "swarm.core.config_problems", "swarm.core.overrides", "coordinator.budget",
+    "swarm.shell.pace",
+    "swarm.core.envvars", "swarm.core.preflight",
     "coordinator.state", "coordinator.decide", "coordinator.results", "coordinator.status",
-    "coordinator.figures", "coordinator.roster",
+    "coordinator.figures", "coordinator.roster", "coordinator.liveness", "swarm.shell.status_json",
     "workers.classify", "workers.result_block", "workers.proposers.base", "workers.proposers.mutate",
     "workers.proposers.edits", "workers.proposers.prompt",
-    "swarm.shell.placement", "swarm.shell.supervise", "swarm.shell.report.facts",
+    "swarm.shell.placement", "swarm.shell.supervise", "swarm.shell.reach", "swarm.shell.report.facts",
     "swarm.shell.report.lessons", "swarm.shell.report.markdown",
 ]
 RAY_SHELLS = {"coordinator/actor.py", "coordinator/client.py", "workers/actor.py",

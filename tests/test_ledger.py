@@ -1,15 +1,19 @@
-"""ledger.jsonl: durable appends, torn tails dropped, bad lines named (swarm/core/ledger.py)."""
+"""ledger.jsonl: durable appends, torn tails found and dropped, bad lines and events that cannot
+follow those before them named with their line (swarm/core/ledger.py, coordinator/status.py's
+replay_ledger)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
+from coordinator.status import replay_ledger
 from swarm.core import ledger as ledger_module
 from swarm.core.errors import RunDirError
-from swarm.core.events import ProposalFailed, RunStarted, SessionStarted
-from swarm.core.ledger import Ledger, read_events
+from swarm.core.events import Judged, ProposalFailed, RunStarted, SessionStarted
+from swarm.core.ledger import Ledger, TornTail, numbered_events, read_events, torn_tail
 
 A = '{"event":"session_started","session":"a"}\n'
 B = '{"event":"session_started","session":"b"}\n'
@@ -89,7 +93,7 @@ def test_corrupt_middle_line_names_path_and_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("line", "said"), [
     ('{"event":"accepted","trial":"00001"}', "unknown event kind 'accepted'; a ledger holds only "
-     "run_started, session_started, trial_started, trial_finished, verdict, proposal_failed"),
+     "run_started, session_started, session_ended, trial_started, trial_finished, verdict, proposal_failed"),
     ('{"event":"trial_finished","status":"ok"}', "a trial_finished event without its 'trial' field"),
     ('{"event":"verdict","trial":"1","verdict":"kept"}', "a verdict event whose 'verdict' is 'kept': "
      "Input should be 'promising', 'accepted', 'merged', 'discard', 'unconfirmed', 'rebased' or 'stale_conflict'"),
@@ -140,3 +144,97 @@ def test_create_writes_the_first_event_atomically(tmp_path: Path) -> None:
     assert [e.event for e in read_events(path)] == ["run_started", "session_started"]
     assert first.ts > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.jsonl"]  # no scratch left
+
+
+# -- what a reader of the whole ledger refuses, with its line --------------------------------
+
+RUN = '{"ts":1,"event":"run_started","commit":"c0","tree":"t0"}\n'
+SESSION = '{"ts":2,"event":"session_started","session":"s1"}\n'
+STARTED = ('{"ts":3,"event":"trial_started","trial":"00001","kind":"baseline","worker":"w0",'
+           '"commit":"c0","tree":"t0","parent":"c0","session":"s1"}\n')
+FINISHED = '{"ts":4,"event":"trial_finished","trial":"00001","status":"ok","metric":1.5}\n'
+SUFFIX = "; the ledger is append-only: restore it from a copy"
+
+
+def test_a_whole_ledger_replays_with_its_events_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(RUN + SESSION + "\n" + STARTED + FINISHED)
+    events, state = replay_ledger(path)
+    assert [e.event for e in events] == ["run_started", "session_started", "trial_started", "trial_finished"]
+    assert (state.trials["00001"].status, state.trials["00001"].metric) == ("ok", 1.5)
+    assert [number for number, _ in numbered_events(path)] == [1, 2, 4, 5]  # the blank line 3 counted
+
+
+@pytest.mark.parametrize(("lines", "said"), [
+    (RUN + SESSION + FINISHED.replace("00001", "99999"),
+     "3: a trial_finished event for trial '99999', but no trial_started event before it starts that trial"),
+    (RUN + SESSION + STARTED + '{"event":"verdict","trial":"00002","verdict":"discard"}\n',
+     "4: a verdict event for trial '00002', but no trial_started event before it starts that trial"),
+    (RUN + SESSION + STARTED + '{"event":"verdict","trial":"00001","verdict":"accepted"}\n',
+     "4: an accepted verdict without its 'best_commit' field"),
+    (RUN + SESSION + STARTED + '{"event":"verdict","trial":"00001","verdict":"rebased"}\n',
+     "4: a rebased verdict without its 'commit', 'tree' and 'parent'"),
+    (RUN + SESSION + STARTED + STARTED, "4: a second trial_started event of trial '00001'"),
+    (RUN + SESSION + STARTED.replace('"session":"s1"', '"session":"s1","parts":["00001"]'),
+     "3: a trial_started event for trial '00001', but no trial_started event before it starts that trial"),
+    (RUN + SESSION + RUN, "3: a second run_started event; a ledger holds one, as its first line"),
+    (SESSION + RUN, "1: a session_started event before the run_started event every ledger begins with"),
+    (RUN + '{"event":"session_started","session":"s\xff1"}\n',
+     "2: not a JSON event (Invalid JSON: invalid unicode code point at line 1 column 41)"),
+], ids=["finish-of-unknown-trial", "verdict-on-unknown-trial", "accepted-without-commit",
+        "rebased-without-commit", "started-twice", "union-of-unknown-part", "second-run",
+        "no-run-first", "not-utf8"])
+def test_an_event_that_cannot_follow_those_before_it_is_named_with_its_line(
+        tmp_path: Path, lines: str, said: str) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(lines.encode("latin-1"))  # "\xff": a byte that is no UTF-8
+    with pytest.raises(RunDirError) as caught:
+        replay_ledger(path)
+    assert str(caught.value) == f"{path}:{said}{SUFFIX}"
+
+
+def test_non_finite_figures_are_written_so_that_they_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    ledger.append(Judged(trial="00001", verdict="discard", required=math.inf, improvement=-math.inf))
+    ledger.close()
+    assert '"required":Infinity,"improvement":-Infinity' in path.read_text()
+    (judged,) = read_events(path)
+    assert isinstance(judged, Judged) and (judged.required, judged.improvement) == (math.inf, -math.inf)
+
+
+def test_a_lone_surrogate_is_recorded_replaced_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    ledger.append(ProposalFailed(worker="w0", reason="bad \ud800 escape"))
+    ledger.close()
+    (failed,) = read_events(path)
+    assert isinstance(failed, ProposalFailed) and failed.reason == "bad \ufffd escape"
+
+
+# -- a torn last line: found, described, dropped only when the ledger is opened --------------
+
+@pytest.mark.parametrize(("on_disk", "torn"), [
+    (A + B + '{"ts":9,"event":"trial_finished","trial":"00007","sta', TornTail(3, 53, "trial_finished", "00007")),
+    (A + '{"ts":9,"ev', TornTail(2, 11, None, None)),
+    ('{"event":"verdict","tr', TornTail(1, 22, "verdict", None)),
+    (A + B, None),
+    ("", None),
+], ids=["finished", "unreadable", "only-line", "complete", "empty"])
+def test_a_torn_last_line_is_found_with_what_it_was(tmp_path: Path, on_disk: str, torn: TornTail | None) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(on_disk)
+    assert torn_tail(path) == torn
+    assert path.read_text() == on_disk  # looking changes nothing
+
+
+def test_a_torn_line_after_a_long_one_is_found_from_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    long = '{"event":"session_started","session":"' + "x" * 200_000 + '"}\n'
+    path.write_text(A * 1000 + long + '{"event":"session_started","sess')
+    assert torn_tail(path) == TornTail(1002, 32, "session_started", None)
+
+
+def test_what_a_torn_line_was_is_said_in_words() -> None:
+    assert TornTail(3, 53, "trial_finished", "00007").what() == "53 bytes of a trial_finished event of trial 00007"
+    assert TornTail(2, 11, None, None).what() == "11 bytes of an event of unreadable kind"

@@ -202,6 +202,8 @@ ROW = re.compile(r"^\| (swarm|sequential|best-of-N|TPE|PBT) \| (\d+\.\d{4}) \| (
                  r"\| (\d+\.\d|not reached) \| (\d)/1 \| (\d+\.\d) \| (\d+) \| (\d+) \| (\d+%|n/a) \|$", re.M)
 
 
+# A benchmark's quick run, a minute: on demand with -m slow, to keep `make test` under 10 min.
+@pytest.mark.slow
 @pytest.mark.ray
 def test_quick_run_prints_a_row_per_contender_with_real_values(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"HOME": str(tmp_path)}

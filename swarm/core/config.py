@@ -6,17 +6,19 @@ Precedence is one rule: command-line overrides > YAML > model defaults.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails
 
+from swarm.core.config_problems import describe_errors
 from swarm.core.errors import ConfigError
+from swarm.core.overrides import parse_settings, put_dotted
 
 __all__ = [
-    "MetricSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
+    "MetricSpec", "NeedSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
     "StopSpec", "SwarmConfig", "load_config",
 ]
 
@@ -34,6 +36,12 @@ class MetricSpec(_Strict):
     direction: Literal["minimize", "maximize"] = "minimize"
 
 
+class NeedSpec(_Strict):
+    path: str = Field(min_length=1, description="a file, directory or glob the run reads; relative: in "
+                                                "the checkout; ~, $VAR and target.env's variables expand")
+    hint: str = Field(default="", description="how to make it, e.g. run ml_target/prepare.py")
+
+
 class TargetSpec(_Strict):
     repo: str = Field(description="a directory (copied into the run's repo) or a git URL")
     editable: list[str] = Field(min_length=1, description="globs agents may change")
@@ -47,6 +55,9 @@ class TargetSpec(_Strict):
     env: dict[str, str] = Field(
         default_factory=dict,
         description="extra environment of the experiment; ~ and $VAR expand on each worker's machine")
+    needs: list[NeedSpec] = Field(
+        default_factory=list, description="data the run needs on each worker's machine: checked by "
+                                          "`swarm check`, at `swarm run` and before every trial")
 
     @field_validator("env")
     @classmethod
@@ -114,7 +125,8 @@ class ProposerSpec(_Strict):
     max_tokens: int = Field(default=4096, gt=0, description="longest reply")
     timeout_s: float = Field(default=300, gt=0, description="one request's (or agent run's) time limit")
     max_retries: int = Field(default=6, ge=0, description="provider errors retried with backoff")
-    retry_base_s: float = Field(default=2.0, gt=0, description="first backoff; doubles each retry")
+    retry_base_s: float = Field(default=2.0, gt=0,
+                                description="the first backoff's ceiling (full jitter); doubles each retry")
     price: PriceSpec | None = Field(default=None, description="overrides litellm's price table")
     command: str | None = Field(default=None, description="kind agent: the coding agent CLI to run")
 
@@ -171,6 +183,10 @@ class StopSpec(_Strict):
     hours: float | None = Field(default=None, gt=0, description="wall-clock hours of this session")
     target_metric: float | None = Field(default=None, description="stop once best reaches it")
     max_cost_usd: float | None = Field(default=None, gt=0, description="proposers' spend, over all sessions")
+    max_refusals: int | None = Field(
+        default=None, ge=1, description="proposals refused (out of scope, duplicate) or failed in one "
+                                        "session before the run stops; default: half of max_trials, "
+                                        "at least 10")
 
 
 class SwarmConfig(_Strict):
@@ -184,32 +200,20 @@ class SwarmConfig(_Strict):
 
     def with_overrides(self, overrides: dict[str, Any]) -> SwarmConfig:
         """Returns a copy with dotted keys (e.g. 'stop.max_trials') replaced; None means unset."""
-        data = self.model_dump()
-        for dotted, value in overrides.items():
-            if value is not None:
-                _set_dotted(data, dotted, value)
-        return _validate(data, "<command line>")
+        given = {dotted: value for dotted, value in overrides.items() if value is not None}
+        return _validate(self.model_dump(), "<command line>", {"<command line>": given})
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *sections, key = dotted.split(".")
-    for depth, section in enumerate(sections):
-        inner = data.get(section)
-        if not isinstance(inner, dict):
-            where = ".".join(sections[: depth + 1])
-            raise ConfigError(f"<command line>: unknown key '{where}'; allowed keys here: "
-                              f"{', '.join(_allowed_keys(tuple(sections[:depth])))}")
-        data = inner
-    data[key] = value
-
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SwarmConfig:
-    """Reads and validates one YAML config; every error names the file and the key."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                settings: Sequence[str] = ()) -> SwarmConfig:
+    """Reads and validates one YAML config; every error names the file (or --set) and the key.
+    `settings`: `--set section.key=value` items; `overrides`: the named flags' dotted keys
+    (None: not given), applied after them."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; see configs/ for examples") from None
+        raise ConfigError(f"{path}: no such config file; {_where_configs_are()}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read as a YAML config ({exc.__class__.__name__}); "
                           "give a file such as configs/quadratic.yaml") from None
@@ -217,34 +221,46 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (name, target, ...) at the top level")
-    config = _validate(data, str(path))
-    return config.with_overrides(overrides or {})
+    flags = {dotted: value for dotted, value in (overrides or {}).items() if value is not None}
+    given, malformed = parse_settings(settings, SwarmConfig)
+    return _validate(data, str(path), {"--set": given, "<command line>": flags}, malformed)
 
 
-def _validate(data: dict[str, Any], source: str) -> SwarmConfig:
+def _where_configs_are() -> str:
+    shipped = sorted(p.name for p in Path("configs").glob("*.yaml"))
+    if shipped:
+        return f"configs/ here holds {', '.join(shipped)}"
+    return "write an example out with `swarm init --example quadratic` (`swarm init --list` names them)"
+
+
+def _validate(data: dict[str, Any], source: str, layers: dict[str, dict[str, Any]],
+              problems: list[str] | None = None) -> SwarmConfig:
+    """Validates `data` with each layer of dotted keys put over it in turn (the later wins);
+    every problem is reported at once, each blamed on the file or the layer its value came from."""
+    blame: dict[str, str] = {}
+    problems = list(problems or [])
+    for label, given in layers.items():
+        for dotted, value in given.items():
+            try:
+                made = put_dotted(data, dotted, value)
+            except ConfigError as exc:
+                problems.append(f"{label}: {exc}")
+                continue
+            blame.update({key: label for key in [dotted, *made]})
     try:
-        return SwarmConfig.model_validate(data)
+        config = SwarmConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], source)) from None
+        problems += describe_errors(exc.errors(), SwarmConfig, lambda loc: _source_of(loc, blame, source))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
 
 
-def _describe(error: ErrorDetails, source: str) -> str:
-    location = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(error["loc"][:-1]))
-        return f"{source}: unknown key '{location}'; allowed keys here: {allowed}"
-    if error["type"] == "missing":
-        return f"{source}: missing required key '{location}'"
-    if error["type"] == "value_error":  # a cross-field rule: its message names the values
-        return f"{source}: key '{location}': {error['msg'].removeprefix('Value error, ')}"
-    return f"{source}: key '{location}': {error['msg']} (got {error.get('input')!r})"
-
-
-def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = SwarmConfig
-    for part in parent:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return list(model.model_fields)
+def _source_of(loc: tuple[Any, ...], blame: dict[str, str], source: str) -> str:
+    """Who gave the value at `loc`: the layer that set it or a section above it, else the file."""
+    parts = [str(part) for part in loc]
+    for depth in range(len(parts), 0, -1):
+        label = blame.get(".".join(parts[:depth]))
+        if label is not None:
+            return label
+    return source

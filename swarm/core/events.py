@@ -7,15 +7,17 @@ was wrong; the ledger reader adds the file and line.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from swarm.core.values import Cost, TrialKind, TrialStatus, Verdict
 
 __all__ = [
-    "EventError", "RunStarted", "SessionStarted", "TrialStarted", "TrialFinished", "Judged",
-    "ProposalFailed", "LedgerEvent", "EVENT_KINDS", "parse_event", "event_json", "cost_of",
+    "EventError", "RunStarted", "SessionStarted", "SessionEnded", "TrialStarted", "TrialFinished",
+    "Judged", "ProposalFailed", "LedgerEvent", "EVENT_KINDS", "parse_event", "event_json", "cost_of",
 ]
 
 
@@ -24,8 +26,10 @@ class EventError(ValueError):
 
 
 class _Event(BaseModel):
-    # extra="forbid": a line with a field no version of the swarm writes was not written by it
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra="forbid": a line with a field no version of the swarm writes was not written by it.
+    # A non-finite float is written as Infinity/NaN, which reads back, not as null, which would
+    # make the line unreadable where the field is not optional.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     ts: float = 0.0  # set by the ledger when it appends the event
 
@@ -44,6 +48,15 @@ class SessionStarted(_Event):
     event: Literal["session_started"] = "session_started"
     session: str
     gpus_per_worker: float | None = None  # a resumed run may change it; GPU-hours follow
+
+
+class SessionEnded(_Event):
+    """The driver ended its session cleanly (any trial still in flight was recorded lost first).
+    A session without one ended with its driver killed, or is still running."""
+
+    event: Literal["session_ended"] = "session_ended"
+    session: str
+    reason: str = ""
 
 
 class TrialStarted(_Event):
@@ -111,10 +124,10 @@ def cost_of(event: TrialStarted | ProposalFailed) -> Cost:
 
 
 LedgerEvent = Annotated[
-    RunStarted | SessionStarted | TrialStarted | TrialFinished | Judged | ProposalFailed,
+    RunStarted | SessionStarted | SessionEnded | TrialStarted | TrialFinished | Judged | ProposalFailed,
     Field(discriminator="event"),
 ]
-EVENT_KINDS: tuple[str, ...] = ("run_started", "session_started", "trial_started",
+EVENT_KINDS: tuple[str, ...] = ("run_started", "session_started", "session_ended", "trial_started",
                                 "trial_finished", "verdict", "proposal_failed")
 _ADAPTER: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
 
@@ -131,7 +144,26 @@ def parse_event(line: str | bytes | dict[str, Any]) -> LedgerEvent:
 
 def event_json(event: LedgerEvent) -> str:
     """The event as one line of compact JSON; fields left unset (None) are left out."""
-    return event.model_dump_json(exclude_none=True)
+    try:
+        return event.model_dump_json(exclude_none=True)
+    except PydanticSerializationError:
+        # A lone surrogate (an LLM's "\ud800" escape, say) cannot be written as UTF-8; the event
+        # is recorded with U+FFFD in its place rather than not at all.
+        fixed = _ADAPTER.validate_python(_scrubbed(event.model_dump()))
+        return fixed.model_dump_json(exclude_none=True)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,37 +1,48 @@
-"""`swarm run | status | report | join`: the commands users type. Errors are one line, no traceback."""
+"""`swarm run | check | status | report | join`: the commands users type. Errors are one line, no traceback."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
+import platform
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
+import swarm
 from coordinator.status import RunStatus
-from swarm.core.config import load_config
+from swarm.core.config import SwarmConfig, load_config
 from swarm.core.errors import SwarmError
-from swarm.shell.progress import render_status
+from swarm.shell.pace import pace_line
+from swarm.shell.progress import format_metric, render_status
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None:  # bare `swarm`: what it can do, as most CLIs answer
+        parser.print_help()
+        return 0
     try:
         return int(args.command(args))
     except SwarmError as exc:
-        print(f"swarm: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # a config with several problems: one line each
+            print(f"swarm: error: {line}", file=sys.stderr)
         return 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarm", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=version_line())
+    commands = parser.add_subparsers(metavar="COMMAND")
     run = commands.add_parser("run", help="run (or --resume) a search")
     run.add_argument("config", type=Path, help="configs/<target>.yaml")
     run.add_argument("--workers", type=_count, help="worker count, or auto: one per GPU (workers.count)")
@@ -42,11 +53,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", type=Path, help="default: runs/<name>")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     run.add_argument("--no-progress", action="store_true", help="print a line per update instead")
+    _add_set(run)
     run.set_defaults(command=_run)
+    check = commands.add_parser("check", help="preflight: refuse a target that cannot work, before "
+                                "any budget is spent (swarm run makes the same check)")
+    check.add_argument("config", type=Path, help="configs/<target>.yaml")
+    check.add_argument("--proposer", choices=["mutate", "llm", "agent"], help="proposer.kind")
+    _add_set(check)
+    check.set_defaults(command=_check)
     status = commands.add_parser("status", help="best, trials/hour, workers of a run")
     status.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
     status.add_argument("--address", help="ask the live coordinator on this Ray cluster (auto or "
                         "HOST:PORT); RUN_DIR as the driver named it. Default: read the ledger")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout, keys as "
+                        "README.md's status section lists them")
     status.set_defaults(command=_status)
     report = commands.add_parser("report", help="write report.md, progress.png and lineage.svg of a run")
     report.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
@@ -59,7 +79,32 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument("--token-file", type=Path, help="the cluster's auth token (default: "
                       "$RAY_AUTH_TOKEN or ~/.ray/auth_token when present)")
     join.set_defaults(command=_join)
+    init = commands.add_parser("init", help="write out a shipped example target and its config")
+    init.add_argument("--example", metavar="NAME", help="the example to write (--list names them)")
+    init.add_argument("--list", action="store_true", help="name the shipped examples")
+    init.add_argument("dir", type=Path, nargs="?", default=Path("."),
+                      help="where configs/NAME.yaml and the target go (default: here)")
+    init.set_defaults(command=_init)
     return parser
+
+
+def _add_set(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                         help="set any config key, e.g. --set stop.hours=0.5 --set target.env.FOO=bar "
+                              "(repeatable; values read as YAML; the flags above win over it)")
+
+
+def version_line() -> str:
+    """This installation's version, and Ray's: every node of a cluster must run the same."""
+    mine = _installed("autoresearch-swarm") or swarm.__version__
+    return f"swarm {mine} (ray {_installed('ray') or '?'}, python {platform.python_version()})"
+
+
+def _installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _count(text: str) -> int | str:
@@ -74,6 +119,24 @@ def _count(text: str) -> int | str:
     return value
 
 
+def _init(args: argparse.Namespace) -> int:
+    from swarm.shell.starters import starters, write_starter
+
+    if args.list or not args.example:
+        for starter in starters():
+            print(f"{starter.name:<26} {starter.description}")
+        if not args.list:
+            print("write one out: swarm init --example NAME [DIR]")
+        return 0
+    written = write_starter(args.example, args.dir)
+    config = args.dir / "configs" / f"{args.example}.yaml"
+    print(f"wrote {len(written)} file(s) under {args.dir}" if written else
+          f"{args.example} is already in {args.dir}, unchanged", end="; next:\n")
+    place = "" if args.dir == Path(".") else f"cd {args.dir} && "
+    print(f"  {place}swarm check {config.relative_to(args.dir)} && swarm run {config.relative_to(args.dir)}")
+    return 0
+
+
 def _join(args: argparse.Namespace) -> int:
     from swarm.shell.join import join
 
@@ -85,9 +148,10 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = {"workers.count": args.workers, "stop.max_trials": args.max_trials,
                  "stop.hours": args.hours, "proposer.kind": args.proposer}
-    config = resolve_target_repo(load_config(args.config, overrides), args.config)
+    config = resolve_target_repo(load_config(args.config, overrides, args.set), args.config)
     run_dir = args.run_dir or Path("runs") / config.name
     _check_run_dir(run_dir, args.resume)
+    _preflight(config, args.config, run_dir / "repo" if args.resume else None, args.address is None)
     _log_to(run_dir)
     # A shell starts background jobs (`swarm run ... &`, nohup, CI scripts) with SIGINT ignored,
     # and Python keeps it so; `kill -INT` must still mean the graceful stop.
@@ -102,9 +166,52 @@ def _run(args: argparse.Namespace) -> int:
         with Live(render_status(None), console=console, refresh_per_second=2, transient=True) as live:
             options.on_status = lambda status: live.update(render_status(status))
             final = run_swarm(options)
-    console.print(render_status(final))
+    _print(console, render_status(_with_workers(final, run_dir)))
     console.print(f"run directory: {run_dir}  (ledger.jsonl, results.tsv, repo/ branch swarm/best)")
+    if final.stop_failed:  # a broken target or proposer: one message, then the log that explains it
+        from swarm.shell.diagnosis import failed_stop_lines
+
+        first, *rest = failed_stop_lines(final, run_dir)
+        print("\n".join([f"swarm: error: {first}", *rest]), file=sys.stderr)
+        return 2
     return 130 if final.stop_reason == "stop requested" else 0
+
+
+def _with_workers(final: RunStatus, run_dir: Path) -> RunStatus:
+    """The last display says what the session's workers did. By then none is live, so the
+    coordinator has no rows; the ledger has them, where the run directory is on this machine
+    (elsewhere the table is left out)."""
+    if final.workers:
+        return final
+    from coordinator.status import load_status
+
+    try:
+        return replace(final, workers=load_status(run_dir).workers)
+    except (SwarmError, OSError, ValueError):  # unreadable here: the table is left out
+        return final
+
+
+def _check(args: argparse.Namespace) -> int:
+    from swarm.shell.driver import resolve_target_repo  # ray loads (it does not start) here
+    from swarm.shell.preflight import local_root, ok_line
+
+    config = resolve_target_repo(load_config(args.config, {"proposer.kind": args.proposer}, args.set),
+                                 args.config)
+    _preflight(config, args.config)
+    print(ok_line(config, local_root(config)))
+    return 0
+
+
+def _preflight(config: SwarmConfig, source: Path, resumed_repo: Path | None = None,
+               needs_here: bool = True) -> None:
+    """Every problem of the target, one line each, before any budget is spent. A resumed run is
+    checked on its own repository (best's tree), where its files now are; a driver joining a
+    cluster leaves target.needs to the workers' machines."""
+    from swarm.shell.preflight import local_root, preflight
+
+    root = resumed_repo if resumed_repo is not None and resumed_repo.is_dir() else local_root(config)
+    if problems := preflight(config, root, needs_here):
+        raise SwarmError("\n".join(p.line(str(source)) for p in problems))
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -115,6 +222,22 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
                          "or --run-dir to start another")
     if resume and not exists:
         raise SwarmError(f"{run_dir}: no ledger.jsonl to resume from; check --run-dir")
+    if resume:
+        _check_ledger(run_dir / "ledger.jsonl")
+
+
+def _check_ledger(ledger: Path) -> None:
+    """A bad line refuses the resume before Ray starts and before anything is written (one
+    line, naming it); a torn last line, which the coordinator drops, is said here, where the
+    user sees it (the coordinator says it in swarm.log too)."""
+    from coordinator.rundir import torn_report, torn_warning
+    from coordinator.status import replay_ledger
+    from swarm.core.ledger import torn_tail
+
+    _events, state = replay_ledger(ledger)
+    if torn := torn_tail(ledger):
+        lost = torn_report(torn, state, session="") is not None  # a resume is a new session
+        print(f"swarm: warning: {torn_warning(ledger, torn, lost)}", file=sys.stderr)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -125,11 +248,35 @@ def _status(args: argparse.Namespace) -> int:
             raise SwarmError("status --address needs RUN_DIR, as the driver was given it")
         from swarm.shell.driver import live_status  # ray loads here
 
-        Console().print(render_status(live_status(args.address, args.run_dir)))
+        _show_status(live_status(args.address, args.run_dir), args.json)
         return 0
     run_dir = args.run_dir or _newest_run(Path("runs"))
-    Console().print(render_status(load_status(run_dir)))
+    _show_status(load_status(run_dir), args.json)
     return 0
+
+
+def _show_status(status: RunStatus, as_json: bool) -> None:
+    if as_json:
+        from swarm.shell.status_json import status_json
+
+        print(status_json(status))
+    else:
+        _print(Console(), render_status(status))
+
+
+def _print(console: Console, shown: RenderableType) -> None:
+    """On a terminal, as rich lays it out; elsewhere (a pipe, a log) one line per row, not
+    wrapped at 80 columns, without the padding that aligns the columns' right edges."""
+    if console.is_terminal:
+        console.print(shown)
+        return
+    wide = Console(width=_PLAIN_WIDTH, no_color=True, highlight=False)
+    with wide.capture() as captured:
+        wide.print(shown)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+_PLAIN_WIDTH = 1000  # wider than any row: a row stays one line that grep finds whole
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -159,8 +306,10 @@ def _printer(console: Console) -> Callable[[RunStatus | None], None]:
         if key not in last:
             last[:] = [key]
             best = status.best
+            origin = f"trial {best.trial}" if best.trial else "the target as given"
             console.print(f"trials {status.trials_done} done, {status.trials_running} running;"
-                          f" best {best.mean} ({best.runs} runs) from trial {best.trial}")
+                          f" best {format_metric(best.mean)} over {best.runs} runs, from {origin}"
+                          f"{pace_line(status)}", soft_wrap=True)  # a log's line stays one line
     return show
 
 

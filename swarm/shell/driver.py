@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 import uuid
@@ -16,6 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
+from ray._private.grpc_utils import init_grpc_channel
+from ray._private.services import canonicalize_bootstrap_address
+from ray._raylet import Config as RayConfig  # type: ignore[attr-defined]
+from ray.core.generated.gcs_service_pb2 import GetClusterIdRequest  # type: ignore[attr-defined]
+from ray.core.generated.gcs_service_pb2_grpc import NodeInfoGcsServiceStub
 from ray.exceptions import GetTimeoutError
 
 from coordinator.actor import CoordinatorActor
@@ -24,9 +30,11 @@ from coordinator.status import RunStatus
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import ConfigError, CoordinatorLost, CoordinatorUnreachable, SwarmError
 from swarm.core.retry import ONCE
-from swarm.shell import supervise
+from swarm.shell import reaper, supervise
 from swarm.shell.fleet import Fleet
 from swarm.shell.placement import Node
+from swarm.shell import reach
+from swarm.shell.stops import StopSignals, stopping_message
 
 __all__ = [
     "RunOptions", "run_swarm", "resolve_target_repo", "coordinator_name", "connect",
@@ -38,7 +46,6 @@ log = logging.getLogger("swarm.driver")
 # A coordinator whose driver has been silent this long was left behind by a driver killed
 # outright (it is detached); a new driver of the same run directory replaces it.
 ORPHANED_AFTER_S = 30.0
-_CTRL_C = "Ctrl-C: finishing trials in flight (Ctrl-C again to abandon them)"
 
 
 @dataclass
@@ -54,18 +61,36 @@ class RunOptions:
 
 
 def run_swarm(options: RunOptions) -> RunStatus:
-    """Runs until a stopping rule holds (or Ctrl-C twice); returns the final status."""
+    """Runs until a stopping rule holds, or a stop signal (SIGINT, SIGTERM) comes; a second
+    signal abandons the trials in flight. Returns the final status."""
     config, run_dir = options.config, options.run_dir.resolve()
     connect(options.address, config)
-    session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    client = _start_coordinator(config, run_dir, session, options.resume, options.orphaned_after_s)
-    fleet = Fleet(config, client, f"{config.name}-{session}")
-    log.info("session %s: workers %s, run dir %s", session, config.workers.count, run_dir)
+    with StopSignals() as signals:  # after connect: ray.init installs a SIGTERM handler of its own
+        session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        client = _start_coordinator(config, run_dir, session, options.resume, options.orphaned_after_s)
+        fleet = Fleet(config, client, f"{config.name}-{session}")
+        log.info("session %s: workers %s, run dir %s", session, config.workers.count, run_dir)
+        ended = "the driver stopped on an error"
+        try:
+            final = _supervise(options, client, fleet, signals)
+            ended = final.stop_reason or "stopped"
+            return final
+        except SwarmError as exc:
+            ended = str(exc)
+            raise
+        finally:
+            fleet.kill_all()
+            _end_session(client, ended)
+            ray.kill(client.handle, no_restart=True)
+
+
+def _end_session(client: CoordinatorClient, reason: str) -> None:
+    """Told to the coordinator once the workers are stopped: the ledger then says the session
+    ended (else `swarm status` takes the driver for killed once its heartbeat stops)."""
     try:
-        return _supervise(options, client, fleet)
-    finally:
-        fleet.kill_all()
-        ray.kill(client.handle, no_restart=True)
+        client.call("end_session", reason, policy=ONCE(10.0))
+    except SwarmError:  # the coordinator is gone or stuck: the next resume says what was lost
+        log.warning("the coordinator did not record the session's end")
 
 
 def resolve_target_repo(config: SwarmConfig, config_path: Path) -> SwarmConfig:
@@ -87,19 +112,21 @@ def connect(address: str | None, config: SwarmConfig) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace="swarm", log_to_driver=False)
+        _join(address)
         return
     # A local instance gets enough logical CPUs for the workers asked for: a GPU-bound or
     # waiting experiment leaves the cores idle, and `--workers 8` on a laptop means 8.
     count = config.workers.initial_count() or 0
     cpus = max(os.cpu_count() or 1, int(count * config.workers.cpus_per_worker + 0.999))
-    ray.init(address="local", namespace="swarm", num_cpus=cpus, include_dashboard=False,
-             log_to_driver=False)
+    context = ray.init(address="local", namespace="swarm", num_cpus=cpus, include_dashboard=False,
+                       log_to_driver=False)
+    # ends it whole, however this driver ends; a local ray.init returns a RayContext
+    reaper.watch(context.address_info["session_dir"])  # type: ignore[attr-defined]
 
 
 def live_status(address: str, run_dir: Path) -> RunStatus:
     """The status of a run from its live coordinator on the cluster at `address`."""
-    ray.init(address=address, namespace="swarm", log_to_driver=False)
+    _join(address)
     try:
         handle = ray.get_actor(coordinator_name(run_dir))
     except ValueError:
@@ -110,6 +137,59 @@ def live_status(address: str, run_dir: Path) -> RunStatus:
     if status is None:
         raise SwarmError(f"the coordinator of {run_dir} did not answer within 30 s")
     return status
+
+
+def _join(address: str) -> None:
+    """ray.init to a cluster, once its head has answered one call: to nothing, ray.init retries
+    for minutes; to a head that wants a token, for 20 s, and then says nothing of the token."""
+    if not address.startswith("ray://"):  # Ray Client has its own protocol, not a GCS
+        _check_head(address)
+    ray.init(address=address, namespace="swarm", log_to_driver=False)
+
+
+def _check_head(address: str) -> None:
+    """Raises the one line that says why `address` cannot be joined; turns token mode on where
+    a token is at hand (see reach.wants_token_mode)."""
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except ConnectionError as exc:  # `auto` with no cluster found
+        raise SwarmError(f"--address {address}: {exc}") from None
+    except ValueError:
+        raise SwarmError(f"--address {address}: give auto or HOST:PORT, the head's GCS address "
+                         "(e.g. 10.0.0.1:6379); http://HEAD:8265 is the dashboard, for `ray job submit`") from None
+    if resolved is None:  # "local": ray.init starts an instance
+        return
+    token = reach.find_token(os.environ, Path.home())
+    if reach.wants_token_mode(os.environ, token):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        RayConfig.initialize("")  # Ray reads the mode once; read it again (as ray.init does for auto)
+    code, details = _ask_head(resolved)
+    if why := reach.refusal(_named(address, resolved), code, details, token, os.environ.get("RAY_AUTH_MODE")):
+        raise SwarmError(why)
+
+
+def _named(address: str, resolved: str) -> str:
+    """The address as the user gave it, and where Ray looked when that was not the address given."""
+    if os.environ.get("RAY_ADDRESS"):
+        return f"{resolved} (from RAY_ADDRESS, which Ray puts before --address)"
+    return f"{resolved} (--address auto)" if address == "auto" else address
+
+
+def _ask_head(address: str) -> tuple[str, str]:
+    """One call to the GCS at `address` with Ray's own channel (its TLS and token settings):
+    the gRPC status name and details."""
+    channel = init_grpc_channel(address)
+    try:
+        stub = NodeInfoGcsServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub.GetClusterId(GetClusterIdRequest(), timeout=reach.PROBE_TIMEOUT_S)
+        return "OK", ""
+    except Exception as exc:  # grpc.RpcError; grpc is Ray's dependency, not imported by name here
+        code = getattr(exc, "code", None)
+        if not callable(code):
+            raise
+        return code().name, str(exc.details())  # type: ignore[attr-defined]
+    finally:
+        channel.close()
 
 
 def coordinator_name(run_dir: Path) -> str:
@@ -130,6 +210,9 @@ def _start_coordinator(config: SwarmConfig, run_dir: Path, session: str, resume:
         error = ray.get(handle.ready.remote(), timeout=300)  # a big clone may take a while
     except GetTimeoutError:
         error = "the coordinator did not open the run directory within 300 s"
+    except KeyboardInterrupt:  # a second stop signal while it opened: leave no coordinator behind
+        ray.kill(handle, no_restart=True)
+        raise
     if error:
         ray.kill(handle, no_restart=True)
         raise SwarmError(error)
@@ -151,7 +234,7 @@ def _replace_orphan(name: str, run_dir: Path, orphaned_after_s: float) -> None:
         raise SwarmError(f"the coordinator of {run_dir} is busy or restarting; try again in a "
                          "minute") from None
     if silence < orphaned_after_s:
-        raise SwarmError(f"{run_dir} is already being run by another driver on this cluster")
+        raise SwarmError(_taken(run_dir, silence, orphaned_after_s))
     log.warning("replacing the coordinator of %s: its driver has been silent %.0f s", run_dir, silence)
     ray.kill(existing.handle, no_restart=True)
     deadline = time.monotonic() + 30
@@ -163,27 +246,42 @@ def _replace_orphan(name: str, run_dir: Path, orphaned_after_s: float) -> None:
             return
 
 
+def _taken(run_dir: Path, silence_s: float, orphaned_after_s: float) -> str:
+    """The refusal of a run directory whose coordinator still hears from its driver, or did
+    until a moment ago: a driver killed outright looks alive until `orphaned_after_s`."""
+    wait_s = max(1, math.ceil(orphaned_after_s - silence_s))
+    return (f"{run_dir} is already being run by another driver on this cluster, which last spoke "
+            f"{silence_s:.0f} s ago; if that driver was killed, its coordinator is taken over once "
+            f"it has been silent {orphaned_after_s:.0f} s: run this command again in {wait_s} s")
+
+
 # -- supervising --------------------------------------------------------------------------
 
-def _supervise(options: RunOptions, client: CoordinatorClient, fleet: Fleet) -> RunStatus:
+def _supervise(options: RunOptions, client: CoordinatorClient, fleet: Fleet,
+               signals: StopSignals) -> RunStatus:
     spec = options.config.workers
     state = supervise.start(options.max_replacements, spec.initial_count(), spec.max_workers)
-    _first_fill(options, fleet)
+    if not signals.received:  # a stop asked for while the coordinator opened starts nothing
+        _first_fill(options, fleet)
     status: RunStatus | None = None
     while True:
         try:
+            if signals.first and not state.stopping:
+                state = supervise.interrupted(state)
+                client.tell("request_stop")  # now: the stop holds even if a second signal cuts in
+                log.info("%s: no new work; waiting for trials in flight", signals.first)
+                _show(options, replace(status, stop_reason=stopping_message(signals.first))
+                      if status else None)
             state, status, done = _poll(options, client, fleet, state, status)
             if done:
                 break
-        except KeyboardInterrupt:
-            if state.stopping:
-                log.info("second Ctrl-C: abandoning %d trials in flight", len(fleet.running))
-                for worker_id in fleet.kill_all():
-                    client.worker_lost(worker_id, "abandoned at the second Ctrl-C")
-                break
-            state = supervise.interrupted(state)
-            log.info("Ctrl-C: no new work; waiting for trials in flight")
-            _show(options, replace(status, stop_reason=_CTRL_C) if status else None)
+        except KeyboardInterrupt:  # only the second stop signal raises it (see stops.py)
+            why = f"abandoned at the second stop signal ({', '.join(signals.received)})"
+            log.info("%s: %d trials in flight", why, len(fleet.running))
+            client.tell("request_stop")  # both signals may have come within one poll
+            for worker_id in fleet.kill_all():
+                client.worker_lost(worker_id, why)
+            break
     return _final(client, state, status)
 
 
