@@ -36,12 +36,14 @@ def local_ray(home: Path, namespace: str, num_cpus: int, **env: str) -> Iterator
         patch.undo()
 
 
-# The modules that take a minute or more, longest first (measured one at a time on 2 cores).
+# The modules that take half a minute or more, longest first (summed test times of a `make test`).
 # `make test` runs two modules at a time and hands them out in collection order, so these
 # start first and the short ones fill the end, instead of one long module running alone last.
-LONG_MODULES = ("test_ml_target.py", "test_swarm_ray.py", "test_bench_peer.py", "test_cluster.py", "test_jobs.py",
-                "test_bench_capacity.py", "test_search_efficiency.py", "test_stops.py", "test_cli.py",
-                "test_refusals.py")
+LONG_MODULES = ("test_ml_target.py", "test_swarm_ray.py", "test_cluster.py", "test_jobs.py", "test_stops.py",
+                "test_simulate.py", "test_status_truth.py", "test_refusals.py", "test_llm_swarm_ray.py",
+                "test_coordinator_inprocess.py", "test_packaging.py", "test_bench_capacity.py",
+                "test_llm_proposer.py", "test_report.py", "test_bench_peer.py", "test_search_efficiency.py",
+                "test_cli.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
