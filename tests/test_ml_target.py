@@ -1,8 +1,10 @@
 """ml_target end to end: preparation, a real trial, and cheats that must not pay.
 
-Every trial here is the real thing: `python prepare.py run` in a copy of ml_target/, the training
-phase in the namespace jail, the model sealed and scored by the harness. The `tiny` profile and a
-2-second budget keep each trial around ten seconds on two cores.
+Every trial here is the real thing, run the way a worker runs it: configs/ml_target_cpu.yaml,
+a git checkout of ml_target/, and workers.evaluation.Evaluator, so `prepare.py train` runs in the
+swarm's jail with the held-out data covered and `prepare.py score` in a jail of its own, then
+workers.classify decides what is recorded. The `tiny` profile and a 2-second budget keep each
+trial around ten seconds on two cores.
 """
 
 from __future__ import annotations
@@ -18,23 +20,23 @@ from pathlib import Path
 
 import pytest
 
+from swarm.core.config import SwarmConfig, load_config
+from workers.classify import Classified, classify_trial
+from workers.evaluation import Evaluator, TrialRun, jail_missing
 from workers.result_block import parse_summary
 
 torch = pytest.importorskip("torch")
 
-ML_TARGET = Path(__file__).resolve().parents[1] / "ml_target"
+ROOT = Path(__file__).resolve().parents[1]
+ML_TARGET = ROOT / "ml_target"
+CONFIG = ROOT / "configs" / "ml_target_cpu.yaml"
 sys.path.insert(0, str(ML_TARGET))
-import jail  # noqa: E402  (ml_target is a target repo, not a package)
-import prepare  # noqa: E402
+import prepare  # noqa: E402  (ml_target is a target repo, not a package)
 
 __all__: list[str] = []
 
-try:
-    jail.check_available()
-    JAIL_REASON = ""
-except jail.JailUnavailable as exc:
-    JAIL_REASON = f"no namespaces for the jail on this machine: {exc}"
-needs_jail = pytest.mark.skipif(bool(JAIL_REASON), reason=JAIL_REASON)
+JAIL_REASON = jail_missing()
+needs_jail = pytest.mark.skipif(bool(JAIL_REASON), reason=f"no jail on this machine: {JAIL_REASON}")
 
 SHARED_WORDS = ["".join(random.Random(i).choices(string.ascii_lowercase, k=3 + i % 5)) for i in range(40)]
 
@@ -67,23 +69,47 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
 
 
 def make_target(tmp_path: Path, train_source: str | None = None) -> Path:
+    """A git checkout of ml_target/, its train.py replaced by train_source if given."""
     target = tmp_path / "target"
     shutil.copytree(ML_TARGET, target, ignore=shutil.ignore_patterns("__pycache__"))
     if train_source is not None:
-        (target / "cheat.py").write_text(train_source)
+        (target / "train.py").write_text(train_source)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "trial"]):
+        subprocess.run([*git, *command], cwd=target, check=True, capture_output=True)
     return target
 
 
-def run_trial(target: Path, data: Path, train: str = "train.py", **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "ML_TARGET_DATA": str(data), "SWARM_BUDGET_S": "2",
-                "ML_TARGET_PROFILE": "tiny", **env}
-    return subprocess.run([sys.executable, "prepare.py", "run", "--profile", "tiny", "--train", train],
-                          cwd=target, env=full_env, capture_output=True, text=True, timeout=240)
+def trial_config(**sandbox: object) -> SwarmConfig:
+    """configs/ml_target_cpu.yaml as a worker loads it, at the tests' tiny profile."""
+    config = load_config(CONFIG)
+    target = config.target
+    tiny = {"target.run": target.run.replace("--profile cpu", "--profile tiny"),
+            "target.score": (target.score or "").replace("--profile cpu", "--profile tiny"),
+            **{f"sandbox.{key}": value for key, value in sandbox.items()}}
+    assert tiny["target.run"] != target.run and tiny["target.score"] != target.score
+    return load_config(CONFIG, tiny)
 
 
-def recorded(done: subprocess.CompletedProcess[str]) -> dict[str, float | str]:
-    """What the swarm would record from this trial's output (the last `---` block)."""
-    return parse_summary(done.stdout)
+def run_trial(target: Path, data: Path, *, isolation: str = "namespaces",
+              **env: str) -> tuple[TrialRun, Classified]:
+    """One trial of the checkout, as a worker runs it: its phases and what gets recorded."""
+    config = trial_config(isolation=isolation)
+    full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONUNBUFFERED": "1",
+                "SWARM_BUDGET_S": "2", "ML_TARGET_DATA": str(data), **env}
+    files = subprocess.run(["git", "ls-files"], cwd=target, check=True, capture_output=True,
+                           text=True).stdout.split()
+    trial = Evaluator(config, target, target.parent / "worker").evaluate("t1", full_env, files)
+    return trial, classify_trial(trial, config.target.metric.name)
+
+
+def recorded(outcome: tuple[TrialRun, Classified]) -> dict[str, float]:
+    """What the swarm records from this trial: the score phase's block, if it was clean."""
+    return {**outcome[1].metrics, **({"val_bpb": outcome[1].metric} if outcome[1].metric is not None else {})}
+
+
+def run_log(outcome: tuple[TrialRun, Classified]) -> str:
+    return outcome[0].run.log if outcome[0].run else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,11 +162,12 @@ def test_prepare_refuses_a_single_document(tmp_path: Path) -> None:
     assert done.stderr.strip() == "need at least 2 documents to hold one out, got 1"
 
 
+@needs_jail
 def test_a_trial_without_prepared_data_says_how_to_prepare_it(tmp_path: Path) -> None:
-    done = run_trial(make_target(tmp_path), tmp_path / "nothing")
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"no prepared data in {tmp_path / 'nothing'} (meta.json missing): run "
+    trial, verdict = run_trial(make_target(tmp_path), tmp_path / "nothing")
+    assert trial.score is None and verdict.status == "crash"
+    assert verdict.reason == (
+        f"exit code 1; the log ends: no prepared data in {tmp_path / 'nothing'} (meta.json missing): run "
         f"`python ml_target/prepare.py` first, or set ML_TARGET_DATA to where it ran")
 
 
@@ -249,53 +276,106 @@ def test_a_held_out_set_smaller_than_one_batch_is_padded_not_crashed() -> None:
 # ---------------------------------------------------------------------------------------------
 # A real trial
 
+Outcome = tuple[TrialRun, Classified]
+HONEST_TRAIN = (ML_TARGET / "train.py").read_text()
+
 
 @pytest.fixture(scope="module")
-def honest_trial(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def honest_trial(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Outcome:
     return run_trial(make_target(tmp_path_factory.mktemp("honest")), data_dir)
 
 
+def test_the_configs_run_train_and_score_in_the_swarms_jail() -> None:
+    for path in sorted((ROOT / "configs").glob("ml_target_*.yaml")):
+        config = load_config(path)
+        profile = "gpu" if "gpu" in path.name else "cpu"
+        assert config.target.run == f"python prepare.py train --profile {profile}", path
+        assert config.target.score == f"python prepare.py score --profile {profile}", path
+        assert config.target.hidden == ["$ML_TARGET_DATA/heldout"], path
+        assert config.sandbox.isolation == "namespaces", path
+        assert config.sandbox.read == ["$ML_TARGET_DATA"], path
+        assert sorted(config.target.readonly) == ["prepare.py", "program.md", "sealed.py"], path
+    assert not (ML_TARGET / "jail.py").exists()
+    for source in ML_TARGET.glob("*.py"):  # a target repo the swarm copies: nothing of the swarm's
+        assert "from swarm" not in source.read_text() and "from workers" not in source.read_text()
+
+
 @needs_jail
-def test_train_py_trains_and_the_harness_prints_the_full_block(
-        honest_trial: subprocess.CompletedProcess[str]) -> None:
-    assert honest_trial.returncode == 0, honest_trial.stdout + honest_trial.stderr
-    block = recorded(honest_trial)
-    for key in ("val_bpb", "training_seconds", "total_seconds", "peak_rss_mb", "total_tokens_M",
-                "num_steps", "num_params_M", "eval_tokens", "causality_max_change", "isolated"):
-        assert isinstance(block.get(key), float), (key, honest_trial.stdout)
+def test_train_py_trains_and_the_harness_prints_the_full_block(honest_trial: Outcome) -> None:
+    trial, verdict = honest_trial
+    assert verdict.status == "ok", trial.log()
+    assert trial.isolated and trial.score is not None
+    block = parse_summary(trial.score.log)
+    for key in ("val_bpb", "training_seconds", "total_seconds", "training_phase_seconds", "peak_rss_mb",
+                "total_tokens_M", "num_steps", "num_params_M", "eval_tokens", "causality_checked_windows",
+                "causality_max_change", "isolated"):
+        assert isinstance(block.get(key), float), (key, trial.score.log)
+    assert verdict.metric == block["val_bpb"] and verdict.metrics == block
     assert block["isolated"] == 1.0 and block["causality_max_change"] == 0.0
     assert block["num_steps"] >= 2 and block["training_seconds"] >= 2.0
     assert 0.0 < block["val_bpb"] < 8.0  # it learned something: better than a uniform guess
 
 
 @needs_jail
-def test_everything_train_py_prints_is_indented(honest_trial: subprocess.CompletedProcess[str]) -> None:
-    own = honest_trial.stdout.split("\n---\n")[0].splitlines()
-    assert own and all(line.startswith("  | ") for line in own)
+def test_everything_train_py_prints_is_indented(honest_trial: Outcome) -> None:
+    lines = run_log(honest_trial).splitlines()
+    own = [line for line in lines if not line.startswith("training phase done in ")]
+    assert own and all(line.startswith("  | ") for line in own), lines
+    assert "---" not in run_log(honest_trial)
+
+
+def test_run_by_hand_says_it_has_no_jail() -> None:
+    done = subprocess.run([sys.executable, "prepare.py", "run", "--help"], cwd=ML_TARGET, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0
+    assert "NO jail" in done.stdout and "the swarm's jail is what isolates" in " ".join(done.stdout.split())
+
+
+def test_score_refuses_a_symlinked_or_missing_model(tmp_path: Path, data_dir: Path) -> None:
+    """`score` alone, on artifacts a run could have left only without the jail (it copies out
+    plain files): a symbolic link is refused, and so is a missing model."""
+    real = tmp_path / "real"
+    (real / "model").mkdir(parents=True)
+    env = {**os.environ, "ML_TARGET_DATA": str(data_dir), "ML_TARGET_PROFILE": "tiny"}
+    prepare.seal(torch.nn.Linear(1, 1), torch.zeros(1, 1), real / "model")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "model").symlink_to(real / "model")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    said = {}
+    for name in ("linked", "empty"):
+        done = subprocess.run([sys.executable, "prepare.py", "score", "--profile", "tiny"], cwd=ML_TARGET,
+                              env={**env, "SWARM_ARTIFACTS": str(tmp_path / name)}, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 4 and "val_bpb" not in parse_summary(done.stdout), done.stdout + done.stderr
+        said[name] = done.stdout.strip()
+    assert said["linked"] == f"error: {linked / 'model'} is a symbolic link; the sealed model must be plain files"
+    assert said["empty"] == (f"error: {empty / 'model' / 'graph.json'} is missing: train.py must end with "
+                             f"prepare.save_for_evaluation(model)")
 
 
 # ---------------------------------------------------------------------------------------------
-# Cheats. Each is a training script that tries one trick; none may lower the recorded val_bpb.
+# Cheats. Each is a train.py that tries one trick; none may lower the recorded val_bpb.
 
-PRINTS_ITS_OWN_METRIC = """
-import runpy, sys
-runpy.run_path("train.py", run_name="__main__")
+# Trains honestly, then writes a result block of its own straight to the harness's stdout (the
+# run phase's log), past the indentation: only the score phase's block is read.
+PRINTS_ITS_OWN_METRIC = HONEST_TRAIN + """
+import os
+with open(f"/proc/{os.getppid()}/fd/1", "w") as harness_stdout:
+    harness_stdout.write("\\n---\\nval_bpb: 0.010000\\n")
 print("---")
 print("val_bpb: 0.010000")
-sys.stdout.flush()
 """
 
 
 @needs_jail
-def test_printing_an_own_val_bpb_line_is_not_what_gets_recorded(
-        tmp_path: Path, data_dir: Path, honest_trial: subprocess.CompletedProcess[str]) -> None:
-    done = run_trial(make_target(tmp_path, PRINTS_ITS_OWN_METRIC), data_dir, train="cheat.py")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "  | val_bpb: 0.010000" in done.stdout
-    assert recorded(done)["val_bpb"] > 1.0
-    # The budget is wall-clock, so two runs of the same model differ by the steps the machine
-    # allowed: 4.8 against 5.6 bpb seen with another test module running beside it.
-    assert recorded(done)["val_bpb"] == pytest.approx(recorded(honest_trial)["val_bpb"], abs=1.5)
+def test_printing_an_own_val_bpb_line_is_not_what_gets_recorded(tmp_path: Path, data_dir: Path) -> None:
+    done = run_trial(make_target(tmp_path, PRINTS_ITS_OWN_METRIC), data_dir)
+    assert done[1].status == "ok" and done[0].score is not None, done[0].log()
+    assert "  | val_bpb: 0.010000" in run_log(done)
+    assert parse_summary(run_log(done))["val_bpb"] == 0.01  # the run's own last block: not read
+    assert recorded(done)["val_bpb"] == parse_summary(done[0].score.log)["val_bpb"] > 1.0
 
 
 # A model that memorizes whatever text it can read: a table of next-byte log-probabilities keyed
@@ -340,27 +420,31 @@ save_for_evaluation(Table())
 """
 
 
-@needs_jail
-def test_reading_the_held_out_data_finds_nothing_in_the_jail(tmp_path: Path, data_dir: Path) -> None:
-    fair = run_trial(make_target(tmp_path / "fair", READS_THE_HELD_OUT_DATA.format(source="train")),
-                     data_dir, train="cheat.py")
-    cheat = run_trial(make_target(tmp_path / "cheat", READS_THE_HELD_OUT_DATA.format(source="all")),
-                      data_dir, train="cheat.py")
-    assert fair.returncode == cheat.returncode == 0, fair.stdout + cheat.stdout
-    assert "cheat: read 0 held-out bytes" in cheat.stdout
-    assert "cheat: cannot read" in cheat.stdout  # val.bin is simply not there
-    assert recorded(cheat)["val_bpb"] == pytest.approx(recorded(fair)["val_bpb"], abs=1e-4)
+@pytest.fixture(scope="module")
+def jailed_cheat(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Outcome:
+    return run_trial(make_target(tmp_path_factory.mktemp("cheat"), READS_THE_HELD_OUT_DATA.format(source="all")),
+                     data_dir)
 
 
 @needs_jail
-def test_without_the_jail_the_same_cheat_would_have_paid(tmp_path: Path, data_dir: Path) -> None:
+def test_reading_the_held_out_data_finds_nothing_in_the_jail(jailed_cheat: Outcome) -> None:
+    """Having read nothing, the table is the one train.bin alone makes (it is deterministic)."""
+    assert jailed_cheat[1].status == "ok", jailed_cheat[0].log()
+    assert "cheat: read 0 held-out bytes" in run_log(jailed_cheat)
+    assert "cheat: cannot read" in run_log(jailed_cheat)  # val.bin is simply not there
+    assert recorded(jailed_cheat)["isolated"] == 1.0
+
+
+@needs_jail
+def test_without_the_jail_the_same_cheat_would_have_paid(
+        tmp_path: Path, data_dir: Path, jailed_cheat: Outcome) -> None:
     """The control: proves the cheat above is a real one, so its failure in the jail means something."""
-    fair = run_trial(make_target(tmp_path / "fair", READS_THE_HELD_OUT_DATA.format(source="train")),
-                     data_dir, train="cheat.py", ML_TARGET_ISOLATION="none")
-    cheat = run_trial(make_target(tmp_path / "cheat", READS_THE_HELD_OUT_DATA.format(source="all")),
-                      data_dir, train="cheat.py", ML_TARGET_ISOLATION="none")
+    cheat = run_trial(make_target(tmp_path, READS_THE_HELD_OUT_DATA.format(source="all")), data_dir,
+                      isolation="none")
+    assert cheat[1].status == "ok" and not cheat[0].isolated, cheat[0].log()
+    assert "cheat: read 0 held-out bytes" not in run_log(cheat)
     assert recorded(cheat)["isolated"] == 0.0
-    assert recorded(cheat)["val_bpb"] < recorded(fair)["val_bpb"] - 0.5
+    assert recorded(cheat)["val_bpb"] < recorded(jailed_cheat)["val_bpb"] - 0.5
 
 
 JAIL_PROBE = """
@@ -378,7 +462,8 @@ def attempt(what, action):
 
 attempt("read held-out", lambda: (DATA_DIR / "heldout" / "val.bin").read_bytes())
 attempt("write data", lambda: (DATA_DIR / "train.bin").write_bytes(b"x"))
-attempt("write checkout", lambda: Path("planted.py").write_text("x"))
+attempt("write checkout source", lambda: Path("{checkout}/planted.py").write_text("x"))
+attempt("write prepare.py", lambda: Path("prepare.py").write_text("x"))
 attempt("write torch", lambda: Path(torch.__file__).with_name("planted.pth").write_text("x"))
 attempt("write scratch", lambda: (Path(os.environ["TMPDIR"]) / "f").write_text("x"))
 attempt("connect", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=5))
@@ -400,16 +485,20 @@ def test_inside_the_jail_only_scratch_space_is_writable_and_nothing_is_reachable
         tmp_path: Path, data_dir: Path) -> None:
     import socket
 
+    checkout = tmp_path / "target"
     with socket.create_server(("127.0.0.1", 0)) as server:  # something listening on the machine
         port = server.getsockname()[1]
-        done = run_trial(make_target(tmp_path, JAIL_PROBE.format(port=port)), data_dir, train="cheat.py")
-    assert done.returncode == 0, done.stdout + done.stderr
+        done = run_trial(make_target(tmp_path, JAIL_PROBE.format(port=port, checkout=checkout)), data_dir)
+    assert done[1].status == "ok", done[0].log()
     probes = dict(line.removeprefix("  | probe ").split(": ", 1)
-                  for line in done.stdout.splitlines() if line.startswith("  | probe "))
-    assert probes == {"read held-out": "refused", "write data": "refused", "write checkout": "refused",
-                      "write torch": "refused", "write scratch": "allowed", "connect": "refused",
-                      "processes": "[1]"}
-    assert not (tmp_path / "target" / "planted.py").exists()
+                  for line in run_log(done).splitlines() if line.startswith("  | probe "))
+    assert probes == {"read held-out": "refused", "write data": "refused", "write checkout source": "refused",
+                      "write prepare.py": "refused", "write torch": "refused", "write scratch": "allowed",
+                      "connect": "refused", "processes": probes["processes"]}
+    # The jail's own: its init, bash, prepare.py and train.py (none of the machine's).
+    pids = json.loads(probes["processes"])
+    assert pids[0] == 1 and len(pids) <= 5, pids
+    assert not (checkout / "planted.py").exists() and (checkout / "prepare.py").stat().st_size > 1
     assert (data_dir / "train.bin").stat().st_size > 1
 
 
@@ -438,31 +527,48 @@ save_for_evaluation(Peek())
     "torch.where(torch.arange(idx.size(1)) % 4 == 0, torch.roll(idx, -1, dims=1), idx)",
 ], ids=["future-of-own-row", "other-rows-of-the-batch", "future-at-some-positions"])
 def test_a_model_that_peeks_gets_no_metric(tmp_path: Path, data_dir: Path, seen: str) -> None:
-    done = run_trial(make_target(tmp_path, PEEKS.format(seen=seen)), data_dir, train="cheat.py")
-    assert done.returncode == 4
-    assert "val_bpb" not in recorded(done)
-    assert "error: the model is not causal: replacing the tokens after a position changed " \
-           "predictions before it" in done.stdout
+    trial, verdict = run_trial(make_target(tmp_path, PEEKS.format(seen=seen)), data_dir)
+    assert trial.score is not None and trial.score.result.exit_code == 4, trial.log()
+    assert verdict.status == "crash" and verdict.metric is None and "val_bpb" not in verdict.metrics
+    assert verdict.reason.startswith(
+        "the score phase: exit code 4; the log ends: error: the model is not causal: replacing the tokens "
+        "after a position changed predictions before it")
 
 
 @needs_jail
 def test_training_past_the_allowance_is_stopped_and_gets_no_metric(tmp_path: Path, data_dir: Path) -> None:
-    done = run_trial(make_target(tmp_path, "import time\ntime.sleep(600)\n"), data_dir,
-                     train="cheat.py", ML_TARGET_STARTUP_ALLOWANCE_S="3")
-    assert done.returncode == 3
-    assert "val_bpb" not in recorded(done)
-    assert "error: training phase exceeded 5 s (TIME_BUDGET 2 s + 3 s allowance" in done.stdout
+    trial, verdict = run_trial(make_target(tmp_path, "import time\ntime.sleep(600)\n"), data_dir,
+                               ML_TARGET_STARTUP_ALLOWANCE_S="3")
+    assert trial.score is None and verdict.status == "crash" and verdict.metric is None
+    assert verdict.reason.startswith("exit code 3; the log ends: error: training phase exceeded 5 s "
+                                     "(TIME_BUDGET 2 s + 3 s allowance")
 
 
-def test_without_namespaces_the_trial_refuses_to_run_unjailed(tmp_path: Path, data_dir: Path) -> None:
-    """No unshare on PATH stands in for a kernel without user namespaces."""
+REFUSES_WITHOUT_UNSHARE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.test_ml_target import Evaluator, classify_trial, trial_config
+config, target = trial_config(), Path(sys.argv[2])
+env = {"PATH": "/usr/bin:/bin", "SWARM_BUDGET_S": "2", "ML_TARGET_DATA": sys.argv[3]}
+trial = Evaluator(config, target, target.parent / "worker").evaluate("t1", env, json.loads(sys.argv[4]))
+verdict = classify_trial(trial, config.target.metric.name)
+print(json.dumps([trial.run is None, verdict.status, verdict.reason]))
+"""
+
+
+def test_without_namespaces_the_worker_refuses_to_run_the_trial_unjailed(tmp_path: Path, data_dir: Path) -> None:
+    """No unshare on the worker's PATH stands in for a kernel without user namespaces."""
+    target = make_target(tmp_path)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    done = run_trial(make_target(tmp_path), data_dir, PATH=str(empty))
-    assert done.returncode == 2
-    assert done.stdout.strip() == (
-        "error: cannot jail the training phase: unshare and setpriv not found (util-linux); set "
-        "ML_TARGET_ISOLATION=none to run without hiding the held-out data (train.py could then read it)")
+    files = json.dumps(sorted(p.name for p in target.iterdir() if p.is_file()))
+    done = subprocess.run([sys.executable, "-c", REFUSES_WITHOUT_UNSHARE, str(ROOT), str(target), str(data_dir), files],
+                          env={**os.environ, "PATH": str(empty)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [
+        True, "crash", "this worker cannot make the trial jail (unshare and setpriv not found (util-linux)); "
+                       "fix that, or set sandbox: {isolation: none} to run trials without it"]
 
 
 # ---------------------------------------------------------------------------------------------
