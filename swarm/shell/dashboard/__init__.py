@@ -1,0 +1,1 @@
+"""`swarm dashboard`: a read-only page that follows a run live (see server.py)."""
