@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint bench clean-venv
+.PHONY: setup browser run test lint bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,ml,bench]'
+	$(BIN)/pip install -q -e '.[dev,ml,bench,mlflow,wandb]'
 	touch $@
 
 # A new run directory each time: `make run` twice starts two runs (resume one with
@@ -29,8 +29,16 @@ run: setup
 # The linter and the type checker first (seconds), then two test modules at a time, each whole
 # on one process (`--dist loadfile`): a module's tests share its Ray instance. 12.5 -> 8.3 min
 # on 2 cores. `pytest` alone still runs one at a time.
-test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+test: lint browser
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=25
+
+# The dashboard's tests load the page in Debian's Chromium. Installed here where apt can (root,
+# as on CI); elsewhere those tests are skipped with a line saying how to install it.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } \
+	  || echo "no chromium: the dashboard's browser tests are skipped (apt-get install chromium)"; }
 
 # ruff (pycodestyle, pyflakes, imports, bugbear, pyupgrade) on everything; mypy --strict on the
 # swarm's three packages (pyproject.toml says which)

@@ -10,6 +10,10 @@ Each look at a candidate (after each of its runs) ends in one of three outcomes:
 
 Old configs that name `noise_k` keep the point rule they were written for: `clear` when the
 mean gain beats `max(min_delta, noise_k * pooled spread)`, else `lost`.
+
+With tie-breakers the looks are lexicographic (`in_order`): a candidate that does not clear
+on the metric but is not worse by more than its margin (`is_worse`) is tied, and the first
+tie-breaker decides with its own look (its own noise and min_delta), and so on.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Literal
 from swarm.core.config import AcceptanceSpec
 from swarm.core.stats import Noise, margin, t_quantile
 
-__all__ = ["Outcome", "ClassEvidence", "Evidence", "Look", "combine", "look"]
+__all__ = ["Outcome", "ClassEvidence", "Evidence", "Look", "Level", "combine", "look", "is_worse", "in_order"]
 
 Outcome = Literal["clear", "undecided", "lost"]
 
@@ -58,6 +62,17 @@ class Evidence:
 class Look:
     outcome: Outcome
     required: float  # the gain it had to beat at this look
+    by: str = ""  # the tie-breaker that decided it; "" for the metric itself
+
+
+@dataclass(frozen=True)
+class Level:
+    """One metric's look at a candidate, in the order the config ranks them."""
+
+    name: str
+    evidence: Evidence | None  # None: the candidate or its parent did not record this metric
+    seen: Look
+    worse: bool  # worse by more than its margin: no tie, the levels below do not count
 
 
 def combine(classes: list[ClassEvidence]) -> Evidence:
@@ -100,3 +115,27 @@ def look(evidence: Evidence, acceptance: AcceptanceSpec, runs_so_far: int) -> Lo
     if evidence.gain + KILL_BELOW_SE * evidence.se <= floor or runs_so_far >= acceptance.max_runs:
         return Look("lost", required)
     return Look("undecided", required)
+
+
+def is_worse(evidence: Evidence, acceptance: AcceptanceSpec) -> bool:
+    """Worse by more than its margin, so not a tie: its mean is below the parent's by more
+    than min_delta. The point estimate, not a confidence bound: with two baselines' degrees of
+    freedom a bound would call a large loss a tie, and a tie-breaker would then trade the
+    metric, which comes first, for time or tokens."""
+    gain = evidence.point_gain if acceptance.noise_k is not None else evidence.gain
+    return gain < -acceptance.min_delta
+
+
+def in_order(levels: list[Level]) -> Look:
+    """The lexicographic look: the first level that clears wins, unless a level above it is
+    worse; a tie at every level is lost, or undecided while a level may still clear with
+    another run. The gain it had to beat is the metric's."""
+    assert levels, "a candidate is judged on its metric at least"
+    undecided = False
+    for level in levels:
+        if level.seen.outcome == "clear":
+            return Look("clear", levels[0].seen.required, "" if level is levels[0] else level.name)
+        if level.worse:
+            break
+        undecided = undecided or level.seen.outcome == "undecided"
+    return Look("undecided" if undecided else "lost", levels[0].seen.required)

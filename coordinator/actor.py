@@ -15,7 +15,9 @@ from coordinator.service import Coordinator
 from coordinator.status import RunStatus
 from swarm.core.config import SwarmConfig
 from swarm.core.errors import SwarmError
-from swarm.core.values import Admission, CandidateInfo, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit
+from swarm.core.values import (
+    Admission, CandidateInfo, ContextFile, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit,
+)
 
 __all__ = ["CoordinatorActor"]
 
@@ -36,6 +38,9 @@ class CoordinatorActor:
 
     def hello(self, worker_id: str, site: WorkerSite) -> dict[str, str]:
         return self._service.hello(worker_id, site)
+
+    def briefing(self) -> tuple[ContextFile, ...]:
+        return self._service.briefing()
 
     def next_work(self, worker_id: str, have: str | None, site: WorkerSite | None = None) -> WorkUnit:
         return self._service.next_work(worker_id, have, site)

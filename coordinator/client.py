@@ -16,7 +16,9 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 from coordinator.status import RunStatus
 from swarm.core.errors import CoordinatorLost, CoordinatorUnreachable
 from swarm.core.retry import ONCE, RetriesExhausted, RetryPolicy, retried
-from swarm.core.values import Admission, CandidateInfo, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit
+from swarm.core.values import (
+    Admission, CandidateInfo, ContextFile, Cost, Placement, TrialOutcome, WorkerSite, WorkUnit,
+)
 
 __all__ = ["CoordinatorClient", "WORKER_CALLS", "DRIVER_CALLS", "RESUME_HINT"]
 
@@ -61,6 +63,10 @@ class CoordinatorClient:
     def hello(self, worker_id: str, site: WorkerSite) -> dict[str, str]:
         result: dict[str, str] = self.call("hello", worker_id, site)
         return result
+
+    def briefing(self) -> tuple[ContextFile, ...]:
+        files: tuple[ContextFile, ...] = self.call("briefing")
+        return files
 
     def next_work(self, worker_id: str, have: str | None, site: WorkerSite | None = None) -> WorkUnit:
         unit: WorkUnit = self.call("next_work", worker_id, have, site)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from coordinator.acceptance import ClassEvidence, Evidence, Look, combine, look
+from coordinator.acceptance import ClassEvidence, Evidence, Level, Look, combine, in_order, is_worse, look
 from coordinator.state import VOLUNTEER_CLASS, SwarmState, TrialRecord
-from swarm.core.config import AcceptanceSpec, StopSpec
+from swarm.core.config import AcceptanceSpec, StopSpec, TieBreakSpec
 from swarm.core.stats import Direction, Noise, improvement, margin, mean
 from swarm.core.values import CandidateInfo, TrialDigest, TrialKind, TrialOutcome, TrialStatus, Verdict
 
@@ -53,6 +54,9 @@ PATIENCE_PER_WORKER = 4
 PATIENCE_AT_LEAST = 4
 # A promising trial that waited this many patiences with no union taking it races alone.
 RACE_ALONE_AFTER = 4
+# Of each trial's feedback, the digest every proposer sees holds this much (its own proposer
+# saw all of it).
+DIGEST_FEEDBACK_CHARS = 400
 WIND_DOWN_ROUNDS = 1  # evaluations per worker that owed work may take past max_trials
 MAX_BASELINES = 8
 BASELINE_PER_WORKERS = 8
@@ -306,21 +310,23 @@ def _baselines_given_up(state: SwarmState, wanted: int, hardware: str) -> bool:
     return state.baseline_tries.get((state.current_best.commit, hardware), 0) >= wanted + BASELINE_RETRIES
 
 
-def next_judgement(state: SwarmState, acceptance: AcceptanceSpec,
-                   direction: Direction, workers: int = 1, winding_down: bool = False) -> Judgement | None:
+def next_judgement(state: SwarmState, acceptance: AcceptanceSpec, direction: Direction, workers: int = 1,
+                   winding_down: bool = False, tiebreaks: Sequence[TieBreakSpec] = ()) -> Judgement | None:
     """The next verdict that can be made now; acceptances first, the largest gain first."""
-    found = next_judgements(state, acceptance, direction, workers, winding_down)
+    found = next_judgements(state, acceptance, direction, workers, winding_down, tiebreaks)
     return found[0] if found else None
 
 
-def next_judgements(state: SwarmState, acceptance: AcceptanceSpec,
-                    direction: Direction, workers: int = 1, winding_down: bool = False) -> list[Judgement]:
+def next_judgements(state: SwarmState, acceptance: AcceptanceSpec, direction: Direction, workers: int = 1,
+                    winding_down: bool = False, tiebreaks: Sequence[TieBreakSpec] = ()) -> list[Judgement]:
     """The verdicts that can be made now: the acceptance with the largest gain alone (it moves
     best, and so changes every later verdict), or else every other verdict, in trial order
-    (none of them changes another's)."""
+    (none of them changes another's). `tiebreaks` decide, in order, between candidates tied on
+    the metric (see acceptance.in_order)."""
     union = _pending_union(state) if acceptance.noise_k is None else None
-    found = [j for j in _candidate_judgements(state, acceptance, direction)
-             + _confirmation_judgements(state, acceptance, direction, workers, winding_down)
+    judge = _Judge(direction, acceptance, tuple(tiebreaks))
+    found = [j for j in _candidate_judgements(state, acceptance, judge)
+             + _confirmation_judgements(state, acceptance, judge, workers, winding_down)
              if j and not (j.verdict == "accepted" and _larger_step_running(state, j))
              # a union being judged carries more than one of its parts, or than one change beside it
              and not (j.verdict == "accepted" and union is not None and j.trial != union.id)]
@@ -350,14 +356,13 @@ def _larger_step_running(state: SwarmState, j: Judgement) -> bool:
     return False
 
 
-def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,
-                          direction: Direction) -> list[Judgement | None]:
+def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec, judge: _Judge) -> list[Judgement | None]:
     """First looks: a candidate whose first run finished."""
     found: list[Judgement | None] = []
     for trial_id in sorted(state.unjudged):
         trial = state.trials[trial_id]
         confirmed = confirmations_wanted(trial, acceptance) > 0
-        judged = _judge(state, trial, [trial], direction, acceptance)
+        judged = judge(state, trial, [trial])
         if judged is None:
             found.append(None)
             continue
@@ -369,8 +374,8 @@ def _candidate_judgements(state: SwarmState, acceptance: AcceptanceSpec,
     return found
 
 
-def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
-                             direction: Direction, workers: int, winding_down: bool) -> list[Judgement | None]:
+def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec, judge: _Judge,
+                             workers: int, winding_down: bool) -> list[Judgement | None]:
     """Later looks: a promising trial whose re-runs owed so far have finished."""
     found: list[Judgement | None] = []
     testing = acceptance.noise_k is None
@@ -396,7 +401,7 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
         # A stale volunteer winner nobody trusted re-ran yet goes on its screening run: at
         # most it is rebased and re-run, which its volunteer flag makes confirmed again.
         counted = counted_runs(state, trial_id) or [trial]
-        judged = _judge(state, trial, counted, direction, acceptance)
+        judged = judge(state, trial, counted)
         if judged is None:
             found.append(None)
             continue
@@ -413,7 +418,7 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec,
 
 def _judgement(state: SwarmState, trial: TrialRecord, verdict: Verdict, evidence: Evidence,
                seen: Look, acceptance: AcceptanceSpec, short: str | None = None) -> Judgement:
-    reason = ""
+    reason = f"tied on the metric, better on {seen.by}" if seen.by else ""
     if verdict == "accepted" and short:
         verdict, reason = "discard", short  # its parts race alone
     # A winner whose parent is no longer best must be re-based and re-run before it counts.
@@ -444,37 +449,74 @@ def _union_falls_short(state: SwarmState, trial: TrialRecord, evidence: Evidence
     return None
 
 
-def _judge(state: SwarmState, trial: TrialRecord, runs: list[TrialRecord], direction: Direction,
-           acceptance: AcceptanceSpec) -> tuple[Evidence, Look] | None:
-    """Each run is compared with the parent's runs on its own class of hardware. None when the
-    look must wait (best's baselines on a class are owed); a trial whose parent nobody of its
-    class ever measured is judged lost."""
-    if _on_pending_union(state, trial):
-        return None  # made on the union being judged: its parent's verdict comes first
-    is_on_best = on_best(state, trial)
-    # Judge against best only once its baselines are in (the noise and the reference depend on
-    # them); an older parent gets no more runs, so what it has must do.
-    wanted = acceptance.baseline_runs if is_on_best else 1
-    by_class: dict[str, list[float]] = {}
-    for run in runs:
-        reference = state.reference_samples(trial.parent, run.hardware, _fresh(acceptance))
-        if len(reference) < wanted:
-            if is_on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
-                return None  # its baselines on this class are owed: wait for them
-            if not reference and _baseline_running(state, trial.parent, run.hardware):
-                return None  # its parent's run on this class is seconds away
-            if not reference:
-                continue  # no class-mate ever measured the parent: this run cannot count
-        assert run.metric is not None, "only ok runs, which have a metric, are judged"
-        by_class.setdefault(run.hardware, []).append(run.metric)
-    if not by_class:
-        lost = Look("lost", 0.0)
-        return Evidence(0.0, None, 0, len(runs), 0.0, None, 0.0), lost
-    classes = [_class_evidence(state, trial.parent, cls, metrics, direction, _fresh(acceptance))
-               for cls, metrics in by_class.items()]
-    evidence = combine(classes)
-    # every run it had counts against max_runs, a volunteer's own screening run too
-    return evidence, look(evidence, acceptance, 1 + len(state.confirmations(trial.id)))
+@dataclass(frozen=True)
+class _Judge:
+    """Judges a trial on its counted runs: the metric, then each tie-breaker (acceptance's
+    in_order), every one with its own noise and min_delta."""
+
+    direction: Direction
+    acceptance: AcceptanceSpec
+    tiebreaks: tuple[TieBreakSpec, ...] = ()
+
+    def __call__(self, state: SwarmState, trial: TrialRecord,
+                 runs: list[TrialRecord]) -> tuple[Evidence, Look] | None:
+        """Each run is compared with the parent's runs on its own class of hardware. None when
+        the look must wait (best's baselines on a class are owed); a trial whose parent nobody
+        of its class ever measured is judged lost."""
+        acceptance = self.acceptance
+        if _on_pending_union(state, trial):
+            return None  # made on the union being judged: its parent's verdict comes first
+        is_on_best = on_best(state, trial)
+        # Judge against best only once its baselines are in (the noise and the reference depend
+        # on them); an older parent gets no more runs, so what it has must do.
+        wanted = acceptance.baseline_runs if is_on_best else 1
+        by_class: dict[str, list[TrialRecord]] = {}
+        for run in runs:
+            reference = state.reference_samples(trial.parent, run.hardware, _fresh(acceptance))
+            if len(reference) < wanted:
+                if is_on_best and not _baselines_given_up(state, acceptance.baseline_runs, run.hardware):
+                    return None  # its baselines on this class are owed: wait for them
+                if not reference and _baseline_running(state, trial.parent, run.hardware):
+                    return None  # its parent's run on this class is seconds away
+                if not reference:
+                    continue  # no class-mate ever measured the parent: this run cannot count
+            assert run.metric is not None, "only ok runs, which have a metric, are judged"
+            by_class.setdefault(run.hardware, []).append(run)
+        if not by_class:
+            lost = Look("lost", 0.0)
+            return Evidence(0.0, None, 0, len(runs), 0.0, None, 0.0), lost
+        classes = [_class_evidence(state, trial.parent, cls, [r.metric for r in class_runs if r.metric is not None],
+                                   self.direction, _fresh(acceptance))
+                   for cls, class_runs in by_class.items()]
+        evidence = combine(classes)
+        # every run it had counts against max_runs, a volunteer's own screening run too
+        looks_so_far = 1 + len(state.confirmations(trial.id))
+        seen = look(evidence, acceptance, looks_so_far)
+        if not self.tiebreaks or seen.outcome == "clear":
+            return evidence, seen
+        levels = [Level("", evidence, seen, is_worse(evidence, acceptance))]
+        levels += [self._level(state, trial.parent, by_class, spec, looks_so_far) for spec in self.tiebreaks]
+        return evidence, in_order(levels)
+
+    def _level(self, state: SwarmState, parent: str, by_class: dict[str, list[TrialRecord]],
+               spec: TieBreakSpec, looks_so_far: int) -> Level:
+        """A tie-breaker's look, on the same runs and references as the metric's."""
+        acceptance = self.acceptance.model_copy(update={"min_delta": spec.min_delta})
+        classes = []
+        for cls, class_runs in by_class.items():
+            values = state.values_of(spec.name, (r.id for r in class_runs))
+            reference = state.reference_values(spec.name, parent, cls, _fresh(acceptance))
+            if len(values) < len(class_runs) or not reference:
+                return Level(spec.name, None, Look("lost", math.inf), False)  # not recorded: it cannot break a tie
+            centre = mean(reference)
+            own = state.noise_of(spec.name, cls)
+            noise = own if own.spread is not None else state.noise_of(spec.name)
+            classes.append(ClassEvidence(
+                improvement(mean(values), centre, spec.direction), len(values), len(reference), centre,
+                noise, tuple(improvement(v, centre, spec.direction) for v in values)))
+        evidence = combine(classes)
+        seen = look(evidence, acceptance, looks_so_far)
+        return Level(spec.name, evidence, seen, is_worse(evidence, acceptance))
 
 
 def _fresh(acceptance: AcceptanceSpec) -> int:
@@ -607,8 +649,13 @@ def recent_trials(state: SwarmState, limit: int = 20) -> tuple[TrialDigest, ...]
         if state.trials[trial_id].status is not None:
             finished.append(trial_id)
     newest = [state.trials[t] for t in [*reversed(finished), *running]]
-    return tuple(TrialDigest(t.id, t.worker, t.hypothesis, t.status or "running", t.metric, t.verdict)
+    return tuple(TrialDigest(t.id, t.worker, t.hypothesis, t.status or "running", t.metric, t.verdict,
+                             _excerpt(t.feedback, DIGEST_FEEDBACK_CHARS))
                  for t in newest)
+
+
+def _excerpt(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " [...]"
 
 
 def union_tried(state: SwarmState, parent: str, tree: str) -> bool:

@@ -28,16 +28,18 @@ def result_status(trial: TrialRecord) -> str:
     return _VERDICT_STATUS.get(trial.verdict or "", "pending")
 
 
-def _header(metric_name: str) -> list[str]:
-    # autoresearch's five columns first and in its order, so its scripts read this file as is.
-    return ["commit", metric_name, "memory_gb", "status", "description", "trial", "worker", "cost_usd"]
+def _header(metric_name: str, others: tuple[str, ...]) -> list[str]:
+    # autoresearch's five columns first and in its order, so its scripts read this file as is;
+    # the config's other metrics (tie-breakers, the held-out one) last.
+    return ["commit", metric_name, "memory_gb", "status", "description", "trial", "worker", "cost_usd", *others]
 
 
-def _row(trial: TrialRecord, commit: str) -> list[str]:
+def _row(trial: TrialRecord, commit: str, others: tuple[str, ...]) -> list[str]:
     metric = f"{trial.metric:.6f}" if trial.metric is not None else "0.000000"
     memory = _memory_mb(trial.metrics) / 1024
+    extra = [f"{trial.metrics[name]:.6g}" if name in trial.metrics else "" for name in others]
     return [commit[:7], metric, f"{memory:.1f}", result_status(trial),
-            _description(trial), trial.id, trial.worker, f"{trial.cost.usd:.6f}"]
+            _description(trial), trial.id, trial.worker, f"{trial.cost.usd:.6f}", *extra]
 
 
 class ResultsFile:
@@ -47,9 +49,11 @@ class ResultsFile:
     result costs the same with 100 trials on record as with 100,000
     (bench/coordinator_capacity.py); the first write after an open writes the whole file."""
 
-    def __init__(self, path: Path, metric_name: str) -> None:
+    def __init__(self, path: Path, metric_name: str, others: tuple[str, ...] = ()) -> None:
+        """`others`: the config's other metrics, a column each after autoresearch's."""
         self.path = path
-        self.header = _line(_header(metric_name))
+        self.others = others
+        self.header = _line(_header(metric_name, others))
         self.order: list[str] = []  # trials, as their lines stand in the file
         self.index: dict[str, int] = {}
         self.lines: list[str] = []
@@ -72,7 +76,7 @@ class ResultsFile:
             trial = state.trials[trial_id]
             if trial.status is None:
                 continue
-            line = _line(_row(trial, self._commit_of(trial)))
+            line = _line(_row(trial, self._commit_of(trial), self.others))
             at = self.index.get(trial_id)
             if at is None:
                 self.index[trial_id] = at = len(self.order)

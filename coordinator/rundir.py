@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
+from pydantic import ValidationError
 
 from coordinator.pool import Pool
 from coordinator.results import ResultsFile
 from coordinator.state import RunInfo, SwarmState
 from coordinator.status import replay_ledger
-from swarm.core.config import SwarmConfig
+from swarm.core.config import MetricSpec, SwarmConfig
 from swarm.core.errors import ConfigError, RunDirError
 from swarm.core.events import Judged, LedgerEvent, ProposalFailed, RunStarted, SessionStarted, TrialFinished
 from swarm.core.preflight import tree_problems
@@ -33,6 +34,8 @@ from swarm.core.ledger import Ledger, TornTail, torn_tail
 __all__ = ["RunDirectory", "OpenedRun", "open_run", "changed_target_key", "torn_warning", "torn_report"]
 
 _INCOMING = ".repo-incoming"  # where a new run's target is imported before it is moved into place
+# proposer.context files beyond this many characters are cut: the text goes in every prompt.
+BRIEFING_CHARS = 100_000
 _STALE_LOCK_S = 5.0  # a git lock this old has no live git process behind it
 # What a resumed run may not change: the trials recorded so far would no longer compare.
 _FIXED_TARGET_KEYS = ("editable", "readonly", "run", "metric")
@@ -45,7 +48,7 @@ class RunDirectory:
     one ledger would corrupt the run. The lock dies with its process, so a crashed coordinator
     never blocks its own resume."""
 
-    def __init__(self, path: Path, metric_name: str) -> None:
+    def __init__(self, path: Path, metric_name: str, other_metrics: tuple[str, ...] = ()) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         self._lock = open(path / ".coordinator.lock", "a+")
@@ -62,7 +65,7 @@ class RunDirectory:
         self._lock.flush()
         self.ledger_path = path / "ledger.jsonl"
         self.repo_dir = path / "repo"
-        self.results = ResultsFile(path / "results.tsv", metric_name)
+        self.results = ResultsFile(path / "results.tsv", metric_name, other_metrics)
         self._ledger: Ledger | None = None
         self._changed: set[str] | None = None  # trials whose results line may differ (None: any)
 
@@ -121,7 +124,7 @@ class OpenedRun:
 def open_run(path: Path, config: SwarmConfig, session: str, resume: bool) -> OpenedRun:
     """Opens the run in `path`, or creates it. A refused or failed open changes nothing on disk,
     except the scratch clone of a run being created (so the next try starts clean)."""
-    directory = RunDirectory(path, config.target.metric.name)
+    directory = RunDirectory(path, config.target.metric.name, config.target.other_metrics())
     with releasing_on_error(directory):
         _clear_stale_git_locks(directory.repo_dir / ".git")
         events, state, torn = directory.read_ledger()
@@ -209,7 +212,13 @@ def changed_target_key(recorded: RunInfo, config: SwarmConfig) -> str | None:
 
 
 def _recorded(info: RunInfo, key: str) -> object:
-    return info.config.get("target", {}).get(key)
+    value = info.config.get("target", {}).get(key)
+    if key == "metric" and isinstance(value, dict):  # keys added since take their defaults
+        try:
+            return MetricSpec.model_validate(value).model_dump(mode="json")
+        except ValidationError:
+            return value
+    return value
 
 
 def _given(config: SwarmConfig, key: str) -> object:
@@ -234,9 +243,22 @@ def _create_run(directory: RunDirectory, config: SwarmConfig, state: SwarmState)
     commit, tree = pool.head()
     first = RunStarted(commit=commit, tree=tree,
                        readonly_hashes=pool.readonly_hashes(config.target.readonly),
-                       config=config.model_dump(mode="json"))
+                       config=config.model_dump(mode="json"), briefing=read_briefing(config))
     state.apply(directory.create_ledger(first))
     return pool
+
+
+def read_briefing(config: SwarmConfig) -> dict[str, str]:
+    """proposer.context's files, read once when the run starts: the run (and every worker that
+    joins it, on any node) keeps the text it started with."""
+    texts = {}
+    for path in config.proposer.context:
+        try:
+            texts[path] = Path(path).read_text(encoding="utf-8", errors="replace")[:BRIEFING_CHARS]
+        except OSError as exc:
+            raise ConfigError(f"proposer.context: cannot read {path} ({exc.strerror}); give a file "
+                              "this machine has") from None
+    return texts
 
 
 def _clear_stale_git_locks(git_dir: Path) -> None:

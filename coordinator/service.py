@@ -23,6 +23,7 @@ from coordinator.rundir import open_run, releasing_on_error
 from coordinator.state import BestRecord, SwarmState, TrialRecord
 from coordinator.status import RunStatus, latency_of, summarize
 from coordinator.stores import PoolStore, RunRecord
+from coordinator.trackers import Follower, start_follower
 from swarm.core.config import SwarmConfig
 from swarm.core.events import (
     Judged, LedgerEvent, ProposalFailed, SessionEnded, SessionStarted, TrialFinished, TrialStarted,
@@ -30,6 +31,7 @@ from swarm.core.events import (
 from swarm.core.scope import scope_violation
 from swarm.core.stats import mean
 from swarm.core.values import (
+    ContextFile,
     Admission, CandidateInfo, Cost, Placement, TrialKind, TrialOutcome, TrialStatus, WorkerSite,
     WorkUnit,
 )
@@ -40,10 +42,15 @@ UNPLACED_WAIT_S = 0.5  # a worker started before its placement reached the coord
 # Trees already tried on best that a proposing worker is told of (it avoids them without asking);
 # an older duplicate is still refused when it is announced.
 AVOID_AT_MOST = 1000
+# Of a trial's feedback (SWARM_FEEDBACK_FILE) the ledger keeps this much: the digest shows less,
+# and a run of 100,000 trials must not carry 8 KB each.
+FEEDBACK_KEPT = 2000
 UNION_SCRATCH_REF = "refs/swarm/unions/building"  # the union being merged; kept by its trial's id once it starts
 
 
 class Coordinator:
+    _follower: Follower | None  # tracking.kind set: the thread that logs the ledger to the tracker
+
     def __init__(self, config: SwarmConfig, run_dir: Path, session: str, resume: bool) -> None:
         opened = open_run(run_dir, config, session, resume)
         with releasing_on_error(opened.directory):
@@ -51,6 +58,8 @@ class Coordinator:
                         time.time, opened.torn_reports)
             # the driver just started this coordinator: its session is live from here
             self._heartbeat: Heartbeat | None = Heartbeat(run_dir, session)
+        if config.tracking.kind is not None:  # a thread that tails the ledger into the tracker
+            self._follower = start_follower(config, run_dir)
 
     @classmethod
     def over(cls, config: SwarmConfig, session: str, record: RunRecord, pool: PoolStore, state: SwarmState,
@@ -65,6 +74,7 @@ class Coordinator:
                state: SwarmState, restarted: bool, clock: Callable[[], float],
                torn_reports: dict[str, str] | None = None) -> None:
         self.config, self.session, self.clock = config, session, clock
+        self._follower = None
         self.roster = Roster()
         self.stop_requested = False
         self.report_seconds: deque[float] = deque(maxlen=10_000)  # time to handle each result
@@ -85,6 +95,7 @@ class Coordinator:
 
     def close(self) -> None:
         """Releases the run directory (a process that exits releases it too)."""
+        self._close_tracking()
         self.pool.close()
         self.directory.close()
 
@@ -95,6 +106,11 @@ class Coordinator:
         self.roster.heard_from(worker_id, site)
         assert self.state.run_info is not None
         return self.state.run_info.readonly_hashes
+
+    def briefing(self) -> tuple[ContextFile, ...]:
+        """proposer.context's files as the run recorded them when it started."""
+        assert self.state.run_info is not None
+        return tuple(ContextFile(name, text) for name, text in self.state.run_info.briefing.items())
 
     def next_work(self, worker_id: str, have: str | None, site: WorkerSite | None = None) -> WorkUnit:
         self.roster.heard_from(worker_id, site)
@@ -180,7 +196,8 @@ class Coordinator:
         self._record(TrialFinished(trial=trial.id, status=status,
                                    metric=outcome.metric if status == "ok" else None,
                                    metrics=outcome.metrics, seconds=round(outcome.seconds, 3),
-                                   reported_hardware=outcome.hardware, reason=reason))
+                                   reported_hardware=outcome.hardware, reason=reason,
+                                   isolated=outcome.isolated, feedback=outcome.feedback[:FEEDBACK_KEPT]))
         self._settle()
 
     def proposal_failed(self, worker_id: str, reason: str, cost: Cost = Cost()) -> None:
@@ -216,6 +233,14 @@ class Coordinator:
         if self.session not in self.state.session_ends:  # a retried call records it once
             self._record(SessionEnded(session=self.session, reason=reason))
         self.directory.write_results(self.state)
+        self._close_tracking()  # the driver kills this process next: flush the tracker now
+
+    def _close_tracking(self) -> None:
+        """The tracker gets what the ledger holds (a few seconds at most: what does not make it
+        is caught up from the ledger when the run is resumed), and its run is finished."""
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
     def _heard_from_driver(self) -> None:
         if self._heartbeat is not None:
@@ -256,7 +281,8 @@ class Coordinator:
         while judgements := decide.next_judgements(self.state, self.config.acceptance,
                                                    self.config.target.metric.direction,
                                                    workers=self._workers(),
-                                                   winding_down=self._budget_spent() is not None):
+                                                   winding_down=self._budget_spent() is not None,
+                                                   tiebreaks=self.config.target.tiebreak):
             for judgement in judgements:
                 self._carry_out(judgement)
         self.directory.write_results(self.state)
@@ -304,6 +330,10 @@ class Coordinator:
         trailers = (f"Swarm-Trial: {trial.id}\nSwarm-Worker: {trial.worker}\n"
                     f"Swarm-Metric: {self.config.target.metric.name}={mean(runs):.6g}\n"
                     f"Swarm-Runs: {len(runs)}")
+        counted = [r.id for r in decide.counted_runs(self.state, trial_id)]
+        for tiebreak in self.config.target.tiebreak:  # the held-out metric never: agents read git log
+            if values := self.state.values_of(tiebreak.name, counted):
+                trailers += f"\nSwarm-Metric: {tiebreak.name}={mean(values):.6g}"
         if trial.parts:
             trailers += f"\nSwarm-Parts: {', '.join(trial.parts)}"
         message = f"{trial.hypothesis or 'an unnamed change'}\n\n{trailers}"

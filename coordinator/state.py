@@ -51,6 +51,7 @@ class TrialRecord:
     hardware: str = ""  # the class of machine it ran on: metrics compare within a class
     volunteer: bool = False  # a volunteer's candidate: accepted only once a trusted worker re-ran it
     reason: str = ""
+    feedback: str = ""  # the start of what its checks said for the proposer
     verdict: Verdict | None = None
     gain: float | None = None  # the verdict's improvement over its parent (positive: better)
     node: str = ""  # the Ray node (or host) it ran on, as the coordinator was told
@@ -98,6 +99,7 @@ class RunInfo:
     tree: str
     readonly_hashes: dict[str, str]
     config: dict[str, Any]  # as recorded: the config is validated where it is used
+    briefing: dict[str, str] = field(default_factory=dict)  # proposer.context: path -> text
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,16 @@ class SwarmState:
     baseline_tries: dict[tuple[str, str], int] = field(default_factory=dict)  # (commit, class) -> runs ended
     baseline_ok: dict[tuple[str, str], int] = field(default_factory=dict)  # (commit, class) -> ok runs
     baseline_samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # tree -> class -> baselines
+    # The same runs by trial id (tree -> class -> ids): a tie-breaker's values are read from
+    # their `metrics`, so that only the primary metric is kept twice.
+    sample_runs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    baseline_runs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     last_union: str | None = None  # the latest union started
     unions: list[str] = field(default_factory=list)  # every union, in start order
 
     def __post_init__(self) -> None:
         self._noise: dict[str | None, Noise] = {}  # a cache, not state: not a field
+        self._other_noise: dict[tuple[str, str | None], tuple[int, Noise]] = {}  # (name, class) -> (runs, noise)
 
     def apply(self, event: LedgerEvent) -> None:
         """Changes the state by one event; an event that cannot follow those before it (a
@@ -217,7 +224,7 @@ class SwarmState:
                                  "trial_started event before it starts that trial")
 
     def _on_run_started(self, event: RunStarted) -> None:
-        self.run_info = RunInfo(event.commit, event.tree, event.readonly_hashes, event.config)
+        self.run_info = RunInfo(event.commit, event.tree, event.readonly_hashes, event.config, event.briefing)
         self.initial = BestRecord(event.commit, event.tree, None, "the target as given")
         self._set_best(self.initial)
 
@@ -263,6 +270,7 @@ class SwarmState:
         if event.hardware is not None:
             trial.hardware = event.hardware
         trial.reason = event.reason
+        trial.feedback = event.feedback
         trial.finished = event.ts
         if trial.status not in EVALUATED_STATUSES:
             self.evaluations -= 1
@@ -278,8 +286,10 @@ class SwarmState:
                 self.baseline_ok[key] = self.baseline_ok.get(key, 0) + 1
                 fresh = self.baseline_samples.setdefault(trial.tree, {}).setdefault(trial.hardware, [])
                 fresh.append(trial.metric)
+                self.baseline_runs.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.id)
         if trial.status == "ok" and trial.metric is not None:
             self.samples.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.metric)
+            self.sample_runs.setdefault(trial.tree, {}).setdefault(trial.hardware, []).append(trial.id)
             by_tree = self.groups.setdefault(trial.hardware, {})
             group = by_tree[trial.tree] = by_tree.get(trial.tree, Group(0, 0.0, 0.0)).plus(trial.metric)
             if group.n >= 2:  # a lone run says nothing of the noise: only repeats change it
@@ -381,6 +391,33 @@ class SwarmState:
         if fresh and len(baselines) >= fresh:
             return baselines
         return self.samples.get(tree, {}).get(hardware, [])
+
+    def reference_values(self, name: str, parent: str, hardware: str, fresh: int = 0) -> list[float]:
+        """`reference_samples` of another metric (a tie-breaker): the values of `name` that
+        those runs recorded."""
+        tree = self.tree_of.get(parent, "")
+        ids = self.baseline_runs.get(tree, {}).get(hardware, [])
+        if not (fresh and len(ids) >= fresh):
+            ids = self.sample_runs.get(tree, {}).get(hardware, [])
+        return self.values_of(name, ids)
+
+    def values_of(self, name: str, trial_ids: Iterable[str]) -> list[float]:
+        """The values of metric `name` the trials recorded (those that recorded none left out)."""
+        found = (self.trials[t].metrics.get(name) for t in trial_ids)
+        return [float(v) for v in found if v is not None]
+
+    def noise_of(self, name: str, hardware: str | None = None) -> Noise:
+        """`noise` of another metric (a tie-breaker), from the same repeated runs; cached until
+        a run is added."""
+        runs = len(self.finish_order)
+        cached = self._other_noise.get((name, hardware))
+        if cached is None or cached[0] != runs:
+            groups = [Group.of(values) for by_class in self.sample_runs.values()
+                      for cls, ids in by_class.items()
+                      if (cls == hardware if hardware is not None else not cls.startswith(VOLUNTEER_CLASS))
+                      if len(values := self.values_of(name, ids)) >= 2]
+            cached = self._other_noise[(name, hardware)] = (runs, robust_noise(groups))
+        return cached[1]
 
     def best_samples(self, hardware: str | None = None) -> list[float]:
         """Best's trusted runs on one class of hardware, or on all of them."""

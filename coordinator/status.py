@@ -41,6 +41,8 @@ class Headline:
     spread: float | None
     runs: int
     by_class: dict[str, float] = field(default_factory=dict)
+    # the mean of each other metric the config names (tie-breakers, the held-out one) on those runs
+    others: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def summarize(state: SwarmState, config: SwarmConfig,
     direction = config.target.metric.direction
     return RunStatus(
         name=config.name, metric=config.target.metric.name, direction=direction,
-        best=_headline(state, state.best), baseline=_headline(state, state.initial),
+        best=_headline(state, state.best, config.target.other_metrics()),
+        baseline=_headline(state, state.initial, config.target.other_metrics()),
         gain=(gain_between(state, state.initial, state.best, direction)
               if state.initial and state.best else None),
         accepted=len(state.history) - 1,
@@ -159,13 +162,15 @@ def latest_failure(state: SwarmState) -> LatestFailure | None:
     return None
 
 
-def _headline(state: SwarmState, best: BestRecord | None) -> Headline | None:
+def _headline(state: SwarmState, best: BestRecord | None, others: tuple[str, ...] = ()) -> Headline | None:
     if best is None:
         return None
     figure = estimate_of(state, best)
     by_class = state.trusted_samples(best.tree)
+    runs = [t for cls, ids in state.sample_runs.get(best.tree, {}).items() if cls in by_class for t in ids]
+    means = {name: mean(values) for name in others if (values := state.values_of(name, runs))}
     return Headline(best.commit, best.trial, best.hypothesis, figure.mean, figure.spread,
-                    figure.runs, {cls: mean(r) for cls, r in by_class.items() if r})
+                    figure.runs, {cls: mean(r) for cls, r in by_class.items() if r}, means)
 
 
 def _workers(state: SwarmState, live: dict[str, tuple[WorkerSite, Placement]],

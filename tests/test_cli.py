@@ -36,7 +36,7 @@ def test_unknown_config_key_is_one_line_naming_file_and_key(tmp_path, user_env):
     assert result.returncode == 2
     assert result.stderr == (f"swarm: error: {config}: unknown key 'target.gaurd' (did you mean "
                              "'target.guard'?); allowed keys here: repo, editable, readonly, run, "
-                             "metric, budget_s, timeout_s, guard, max_log_bytes, env, needs\n")
+                             "metric, tiebreak, budget_s, timeout_s, guard, score, hidden, max_log_bytes, env, needs\n")
 
 
 def test_existing_run_dir_without_resume_is_refused_before_ray_starts(tmp_path, user_env):

@@ -66,8 +66,8 @@ def test_every_config_problem_is_a_line_of_its_own_and_exit_2(tmp_path: Path, us
         f"swarm: error: {config}: key 'target.metric.direction': Input should be 'minimize' or "
         "'maximize' (got 'min')",
         f"swarm: error: {config}: unknown key 'target.budget' (did you mean 'target.budget_s'? it is "
-        "required and missing); allowed keys here: repo, editable, readonly, run, metric, budget_s, "
-        "timeout_s, guard, max_log_bytes, env, needs",
+        "required and missing); allowed keys here: repo, editable, readonly, run, metric, tiebreak, budget_s, "
+        "timeout_s, guard, score, hidden, max_log_bytes, env, needs",
         "swarm: error: --set: unknown key 'stop.hourz' (did you mean 'stop.hours'?); allowed keys "
         "here: max_trials, hours, target_metric, max_cost_usd, max_refusals"]
     assert not (tmp_path / "run").exists()  # refused before anything was made

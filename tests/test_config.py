@@ -57,14 +57,14 @@ BAD_CONFIGS = {
     "unknown-top-level-key": (
         lambda v: v + "bogus: 1\n",
         "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
-        "acceptance, stop"),
+        "acceptance, stop, sandbox, tracking"),
     "unknown-nested-key": (
         lambda v: v + "  bogus: 1\n",
         "unknown key 'target.bogus'; allowed keys here: repo, editable, readonly, run, metric, "
-        "budget_s, timeout_s, guard, max_log_bytes, env, needs"),
+        "tiebreak, budget_s, timeout_s, guard, score, hidden, max_log_bytes, env, needs"),
     "unknown-doubly-nested-key": (
         lambda v: v.replace("{name: score}", "{name: score, bogus: 1}"),
-        "unknown key 'target.metric.bogus'; allowed keys here: name, direction"),
+        "unknown key 'target.metric.bogus'; allowed keys here: name, direction, heldout"),
     "unknown-key-in-optional-section": (
         lambda v: v + "stop: {bogus: 1}\n",
         "unknown key 'stop.bogus'; allowed keys here: max_trials, hours, target_metric, max_cost_usd, "
@@ -91,6 +91,17 @@ BAD_CONFIGS = {
         lambda v: v + "proposer: {kind: llm, model: openai/gpt-4o, api_key: sk-123}\n",
         "key 'proposer': API keys never go in the config: set ANTHROPIC_API_KEY or OPENAI_API_KEY "
         "(or the provider's usual variable) in the workers' environment"),
+    "sandbox-endpoint-without-port": (
+        lambda v: v + "sandbox: {network: [api.anthropic.com]}\n",
+        "key 'sandbox.network': 'api.anthropic.com' is not host:port (e.g. api.anthropic.com:443 or "
+        "127.0.0.1:8000)"),
+    "sandbox-unknown-isolation": (
+        lambda v: v + "sandbox: {isolation: docker}\n",
+        "key 'sandbox.isolation': Input should be 'namespaces' or 'none' (got 'docker')"),
+    "sandbox-unknown-limit": (
+        lambda v: v + "sandbox: {limits: {gpu_mb: 10}}\n",
+        "unknown key 'sandbox.limits.gpu_mb'; allowed keys here: memory_mb, processes, cpu_s, file_mb, "
+        "scratch_mb"),
     "llm-without-model": (
         lambda v: v + "proposer: {kind: llm}\n",
         "key 'proposer': kind llm needs model (e.g. anthropic/claude-sonnet-4-5 or openai/gpt-4o)"),
@@ -165,7 +176,7 @@ def test_load_config_applies_overrides(tmp_path: Path) -> None:
      "max_refusals"),
     ({"bogus.x": 1},
      "unknown key 'bogus'; allowed keys here: name, target, program, workers, proposer, "
-     "acceptance, stop"),
+     "acceptance, stop, sandbox, tracking"),
 ], ids=["invalid-value", "unknown-key", "unknown-section"])
 def test_a_bad_override_is_one_line_naming_the_command_line(
         tmp_path: Path, override: dict, message: str) -> None:
@@ -188,9 +199,9 @@ def test_directory_instead_of_file_is_a_config_error(tmp_path: Path) -> None:
 
 # -- every problem at once, with a did-you-mean ------------------------------------------------
 
-TARGET_KEYS = ("repo, editable, readonly, run, metric, budget_s, timeout_s, guard, max_log_bytes, "
-               "env, needs")
-TOP_KEYS = "name, target, program, workers, proposer, acceptance, stop"
+TARGET_KEYS = ("repo, editable, readonly, run, metric, tiebreak, budget_s, timeout_s, guard, score, "
+               "hidden, max_log_bytes, env, needs")
+TOP_KEYS = "name, target, program, workers, proposer, acceptance, stop, sandbox, tracking"
 
 
 def _lines(path: Path, settings: list[str] | None = None, overrides: dict | None = None) -> list[str]:

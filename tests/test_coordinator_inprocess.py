@@ -594,6 +594,7 @@ def test_a_proposer_that_edits_the_harness_gets_out_of_scope_and_the_worker_carr
 # -- statuses as data: a tiny target that misbehaves on request --------------------------------
 
 MODES_TRAIN = textwrap.dedent('''\
+    import os
     import sys
     import time
 
@@ -605,8 +606,8 @@ MODES_TRAIN = textwrap.dedent('''\
     if MODE == "timeout":
         print("sleeping past the timeout", flush=True)
         time.sleep(30)
-    if MODE == "guard":
-        open("guard_fail", "w").close()
+    if MODE == "guard":  # what run leaves for the guard goes in its artifacts
+        open(os.path.join(os.environ.get("SWARM_ARTIFACTS", "."), "guard_fail"), "w").close()
     if MODE == "tamper":
         with open("prepare.py", "a") as harness:
             harness.write("# rewritten by the candidate\\n")
@@ -624,11 +625,11 @@ MODES_PREPARE = textwrap.dedent('''\
     import os
     import sys
 
-    sys.exit(1 if os.path.exists("guard_fail") else 0)
+    sys.exit(1 if os.path.exists(os.path.join(os.environ.get("SWARM_ARTIFACTS", "."), "guard_fail")) else 0)
 ''')
 
 
-def modes_config(tmp: Path, max_trials: int) -> SwarmConfig:
+def modes_config(tmp: Path, max_trials: int, isolation: str = "namespaces") -> SwarmConfig:
     source = tmp / "modes"
     source.mkdir()
     (source / "train.py").write_text(MODES_TRAIN)
@@ -638,9 +639,10 @@ def modes_config(tmp: Path, max_trials: int) -> SwarmConfig:
         "name": "modes",
         "target": {"repo": str(source), "editable": ["train.py"], "readonly": ["prepare.py"],
                    "run": "python train.py", "metric": {"name": "score", "direction": "minimize"},
-                   "budget_s": 0.05, "timeout_s": 1, "guard": "python prepare.py"},
+                   "budget_s": 0.05, "timeout_s": 6, "guard": "python prepare.py"},
         "acceptance": {"min_delta": 0.0, "noise_k": 2.0, "baseline_runs": 1, "confirm_runs": 0},
         "stop": {"max_trials": max_trials},
+        "sandbox": {"isolation": isolation},
     })
 
 
@@ -673,8 +675,20 @@ def test_statuses_are_data_and_the_run_goes_on(tmp_path: Path) -> None:
     assert statuses == ["baseline", "crash", "timeout", "no_metric", "no_metric", "guard_failed", "keep"]
 
 
-def test_a_candidate_that_rewrites_the_harness_while_running_is_out_of_scope(tmp_path: Path) -> None:
-    config = modes_config(tmp_path, max_trials=2)
+def test_in_the_jail_a_candidate_cannot_rewrite_the_harness(tmp_path: Path) -> None:
+    config = modes_config(tmp_path, max_trials=3)
+    coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
+
+    run_workers(coordinator, tmp_path, [Scripted([("train.py", "tamper"), ("train.py", "better")])])
+
+    tamper, better = [t for t in coordinator.state.trials.values() if t.kind == "candidate"]
+    assert (tamper.status, tamper.metric) == ("crash", None)
+    assert "Read-only file system: 'prepare.py'" in tamper.reason
+    assert (better.status, better.verdict) == ("ok", "accepted")
+
+
+def test_without_the_jail_a_candidate_that_rewrites_the_harness_is_out_of_scope(tmp_path: Path) -> None:
+    config = modes_config(tmp_path, max_trials=2, isolation="none")
     coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
 
     run_workers(coordinator, tmp_path, [Scripted([("train.py", "tamper"), ("train.py", "better")])])
@@ -832,7 +846,8 @@ class Watching:
 def test_the_next_proposal_is_prepared_while_the_current_trial_runs(tmp_path: Path) -> None:
     flag = tmp_path / "experiment-running"
     run = f"touch {flag} && python train.py; status=$?; rm -f {flag}; exit $status"
-    config = quadratic_config({"target.run": run, "target.budget_s": 0.3,
+    # the test watches a file of the host's the run touches: the jail would hide it
+    config = quadratic_config({"target.run": run, "target.budget_s": 0.3, "sandbox.isolation": "none",
                                "stop.max_trials": 8, "acceptance.baseline_runs": 1})
     coordinator = Coordinator(config, tmp_path / "run", "s1", resume=False)
     proposer = Watching(flag)
@@ -847,7 +862,7 @@ def test_the_next_proposal_is_prepared_while_the_current_trial_runs(tmp_path: Pa
 class RewritesB:
     """Always rewrites the line `B = ...` (to worse values), as the overlap bench's LLM does, so a
     proposal prepared on one best conflicts with a best that changed B. Notes each call's parent
-    and whether one of the worker's experiments was running."""
+    and whether one of the worker's experiments was running during it."""
 
     def __init__(self, running: Path) -> None:
         self.running, self.calls = running, []
@@ -855,10 +870,20 @@ class RewritesB:
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
         assert context.checkout is not None
         parent = gitops.open_repo(context.checkout).head.commit.hexsha
-        self.calls.append((parent, self.running.exists()))
+        self.calls.append((parent, self._experiment_running()))
         value = 5.0 + len(self.calls)
         text = re.sub(r"^B = .*$", f"B = {value}", context.files["train.py"], flags=re.M)
         return Proposal({"train.py": text}, f"B -> {value}")
+
+    def _experiment_running(self, within_s: float = 3.0) -> bool:
+        # The worker asks for its next proposal just before it starts the experiment, so the
+        # trial's shell may not have touched the marker yet: a call this slow still overlaps it.
+        deadline = time.monotonic() + within_s
+        while not self.running.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 class GatedWorker:
@@ -877,7 +902,7 @@ class GatedWorker:
         gate, running = tmp_path / "gate", tmp_path / "running"
         return {"target.run": f"touch {running} && while [ ! -e {gate} ]; do sleep 0.05; "
                               f"done; python train.py; s=$?; rm -f {running}; exit $s",
-                "target.timeout_s": 300}
+                "target.timeout_s": 300, "sandbox.isolation": "none"}  # host files: no jail
 
     def trials(self, driver: Driver) -> list[Any]:
         return [t for t in driver.coord.state.trials.values() if t.worker == "w2"]

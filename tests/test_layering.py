@@ -34,7 +34,8 @@ PURE = [
     "workers.classify", "workers.result_block", "workers.proposers.base", "workers.proposers.mutate",
     "workers.proposers.edits", "workers.proposers.prompt",
     "swarm.shell.placement", "swarm.shell.supervise", "swarm.shell.reach", "swarm.shell.report.facts",
-    "swarm.shell.report.lessons", "swarm.shell.report.markdown",
+    "swarm.shell.report.lessons", "swarm.shell.report.markdown", "swarm.shell.report.changelog",
+    "swarm.core.scaffold", "workers.feedback", "coordinator.acceptance",
 ]
 RAY_SHELLS = {"coordinator/actor.py", "coordinator/client.py", "workers/actor.py",
               "swarm/shell/driver.py", "swarm/shell/fleet.py"}

@@ -145,6 +145,30 @@ def test_a_missing_metric_names_what_the_block_had() -> None:
     assert missing_metric("---\nloss: inf\n", "loss") == "'loss: inf' after the last '---' line is not a finite number"
 
 
+def test_a_score_that_runs_an_agent_editable_file_and_a_hidden_glob_hiding_nothing_are_named(
+        tmp_path: Path) -> None:
+    target = make_target(tmp_path)
+    config = SwarmConfig.model_validate(config_of(
+        target, score="python train.py --score", hidden=["data/test/*", "$HOME/heldout", "/srv/heldout"]))
+    assert tree_problems(config, target) == [
+        Problem("target.hidden", "'data/test/*' matches no file of " + str(target) + "; absolute paths name "
+                                 "files outside the target"),
+        Problem("target.score", "'train.py' is not in target.readonly: the score phase must run only files "
+                                "agents cannot change"),
+    ]
+    scored_by_the_harness = SwarmConfig.model_validate(config_of(target, score="python prepare.py"))
+    assert tree_problems(scored_by_the_harness, target) == []
+
+
+def test_the_score_command_is_looked_for_like_run(tmp_path: Path) -> None:
+    target = make_target(tmp_path)
+    config = SwarmConfig.model_validate(config_of(target, score="no-such-scorer --x"))
+    here = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    problems = machine_problems(config, target, {"PATH": here}, here)
+    assert [p.key for p in problems] == ["target.score"]
+    assert "'no-such-scorer' (the first word of 'no-such-scorer --x') is not found" in problems[0].message
+
+
 # -- swarm check and swarm run, as typed -----------------------------------------------------
 
 def test_check_says_ok_in_one_line(tmp_path: Path, user_env: dict[str, str]) -> None:
@@ -152,7 +176,7 @@ def test_check_says_ok_in_one_line(tmp_path: Path, user_env: dict[str, str]) -> 
     result = swarm("check", str(config), env=user_env)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == ("ok: tiny: 1 editable and 1 readonly file(s), program.md; the run command "
-                             "found; proposer mutate ready\n")
+                             "found; trials run in the jail; proposer mutate ready\n")
 
 
 def test_check_names_every_problem_at_once(tmp_path: Path, user_env: dict[str, str]) -> None:

@@ -70,7 +70,7 @@ def test_an_empty_run_reports_that_nothing_has_run_yet(tmp_path: Path) -> None:
 
     paths = write_report(tmp_path / "run")
 
-    assert [p.name for p in paths] == ["progress.png", "lineage.svg", "report.md"]
+    assert [p.name for p in paths] == ["progress.png", "lineage.svg", "report.md", "CHANGELOG.md"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| best | not measured, from the target as given" in report
     assert section(report, "Trials by status") == "No trial has finished."
@@ -185,7 +185,7 @@ def test_the_progress_chart_plots_every_candidate_each_kept_trial_and_the_runnin
 def test_the_report_command_prints_the_paths_it_wrote(quadratic_run: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["report", str(quadratic_run)]) == 0
     assert capsys.readouterr().out.split() == [str(quadratic_run / n) for n in
-                                               ("progress.png", "lineage.svg", "report.md")]
+                                               ("progress.png", "lineage.svg", "report.md", "CHANGELOG.md")]
     assert_figures_are_real(quadratic_run)
 
 

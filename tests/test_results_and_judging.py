@@ -11,7 +11,8 @@ from coordinator.results import ResultsFile, result_status
 from coordinator.state import SwarmState, TrialRecord
 from swarm.core.events import parse_event
 from swarm.core.scope import matching_paths, readonly_violation, scope_violation
-from workers.classify import classify_run
+from workers.classify import classify_run, classify_trial
+from workers.evaluation import Phase, TrialRun
 from workers.sandbox import SandboxResult
 
 
@@ -273,6 +274,22 @@ def test_a_readonly_file_changed_by_the_run_takes_its_metric_away() -> None:
 
 def test_a_crash_stays_a_crash_whatever_the_guard_or_readonly_files_say() -> None:
     assert classify_run(run_result("boom", 3), "score", guard_exit=1, tampered="x")[0] == "crash"
+
+
+def test_a_run_without_a_tie_breaker_is_no_metric_naming_it_and_one_with_it_is_ok() -> None:
+    # A baseline without the key fails as any no_metric baseline does: the run is refused
+    # before its budget goes on candidates that could never be judged on a tie
+    def trial(block: str, scored: bool = False) -> TrialRun:
+        phase = Phase(run_result(block), None, block)
+        return TrialRun(run=phase, score=phase if scored else None, scored=scored)
+    without = classify_trial(trial("---\npass_rate: 0.5\n"), "pass_rate", tiebreaks=["tokens"])
+    assert without == ("no_metric", None, {"pass_rate": 0.5},
+                       "no finite 'tokens:' after the last '---' line; the block has: pass_rate "
+                       "(a tie-breaker: target.tiebreak)")
+    scored = classify_trial(trial("---\npass_rate: 0.5\ntokens: 12\n", scored=True), "pass_rate",
+                            tiebreaks=["tokens"])
+    assert scored == ("ok", 0.5, {"pass_rate": 0.5, "tokens": 12.0}, "")
+    assert classify_trial(trial("---\npass_rate: 0.5\n"), "pass_rate")[0] == "ok"  # none asked for
 
 
 def test_results_written_from_the_first_changed_line_match_a_full_rewrite(tmp_path: Path) -> None:

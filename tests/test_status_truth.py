@@ -35,6 +35,9 @@ __all__: list[str] = []
 ROOT = Path(__file__).resolve().parents[1]
 SWARM = [sys.executable, "-m", "swarm.shell.cli"]
 CONFIG = "configs/quadratic.yaml"
+# Trials of 4 s, not 1: the trial in flight when the driver is killed must still be in flight
+# when its Ray instance is gone, however loaded the machine is.
+LONGER = ("--set", "target.budget_s=4")
 WAIT_S = 120.0
 
 
@@ -99,7 +102,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, ray_home: Path) -> Iterator[R
     killed, resumed = tmp / "killed", tmp / "resumed"
     env = swarm_env(ray_home)
     with open(tmp / "killed.out", "w") as out:
-        driver = subprocess.Popen([*SWARM, "run", CONFIG, "--workers", "2", "--max-trials", "200",
+        driver = subprocess.Popen([*SWARM, "run", CONFIG, *LONGER, "--workers", "2", "--max-trials", "200",
                                    "--run-dir", str(killed)], cwd=ROOT, env=env, stdout=out,
                                   stderr=subprocess.STDOUT, text=True)
     try:
@@ -115,7 +118,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, ray_home: Path) -> Iterator[R
             ledger.write(fragment)
         evaluations = sum(e["event"] == "trial_started" for e in events) - len(unfinished)
         max_trials = evaluations + 1
-        resume = subprocess.run([*SWARM, "run", CONFIG, "--workers", "2", "--max-trials", str(max_trials),
+        resume = subprocess.run([*SWARM, "run", CONFIG, *LONGER, "--workers", "2", "--max-trials", str(max_trials),
                                  "--run-dir", str(resumed), "--resume"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=WAIT_S)
         yield Runs(killed, beat, unfinished, driver.pid, resumed, torn, len(fragment), resume, max_trials)

@@ -156,7 +156,7 @@ KEYS = {"schema", "run", "metric", "direction", "driver", "best", "baseline", "g
         "noise", "trials", "latest_failure", "proposals", "workers", "gpus_per_worker", "gpu_hours",
         "worker_hours", "cost_usd", "tokens", "stop_reason"}
 NESTED = {"driver": {"state", "since", "reason"},
-          "best": {"commit", "trial", "hypothesis", "mean", "spread", "runs", "by_class"},
+          "best": {"commit", "trial", "hypothesis", "mean", "spread", "runs", "by_class", "others"},
           "trials": {"done", "running", "unfinished", "evaluations", "per_hour", "by_status"},
           "proposals": {"failed", "latest_failure"}}
 WORKER_KEYS = {"worker", "doing", "trials", "per_hour", "host", "node", "gpus", "hardware", "volunteer"}

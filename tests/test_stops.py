@@ -238,7 +238,7 @@ def test_a_second_signal_abandons_the_trials_in_flight_as_lost(tmp_path, head_en
     assert sorted(finished(run_dir)) == sorted(started(run_dir))  # nothing left unrecorded
     assert "abandoned at the second stop signal (SIGTERM, Ctrl-C)" in (run_dir / "swarm.log").read_text()
     # The killed workers ran no cleanup of their own: their watchdogs removed their clones.
-    wait_until(lambda: leftover_scratch(head_tmp) == [], 30, "the killed workers' scratch gone")
+    wait_until(lambda: leftover_scratch(head_tmp) == [], 60, "the killed workers' scratch gone")
 
 
 @pytest.mark.ray

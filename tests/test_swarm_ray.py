@@ -178,7 +178,8 @@ def test_a_run_directory_a_live_driver_runs_is_refused_and_an_orphaned_coordinat
         run_swarm(RunOptions(config, run_dir, resume=True))  # it was heard from just now
     time.sleep(1.5)
     status = run_swarm(RunOptions(config, run_dir, resume=True, orphaned_after_s=1.0))
-    assert status.stop_reason == "max_trials reached (6)"
+    # Under load a race can owe more runs than the budget left, and the wind-down ends the run
+    assert status.stop_reason.startswith("max_trials reached (6)"), status.stop_reason
     sessions = [e["session"] for e in events(run_dir) if e["event"] == "session_started"]
     assert sessions[0] == "killed-driver" and len(sessions) == 2
     with pytest.raises(ValueError):

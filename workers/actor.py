@@ -22,7 +22,8 @@ __all__ = ["WorkerActor"]
 @ray.remote(max_restarts=0, max_task_retries=0)
 class WorkerActor:
     def __init__(self, worker_id: str, config: SwarmConfig, coordinator: CoordinatorCalls,
-                 run_tag: str, seed: int | None, placed: Placement | None = None) -> None:
+                 run_tag: str, seed: int | None, placed: Placement | None = None,
+                 private: tuple[str, ...] = ()) -> None:
         """`coordinator`: the client the driver made (it retries the coordinator's restarts)."""
         # The worker's clone lives on its own node: no shared file system is assumed. What dead
         # workers of any session left on this node goes first (their owners are gone for good).
@@ -33,7 +34,7 @@ class WorkerActor:
                           node=context.get_node_id()[:8], pid=os.getpid(),
                           gpus=",".join(str(g) for g in ray.get_gpu_ids()), root=str(self._scratch.root))
         self._loop = WorkerLoop(worker_id, config, coordinator, self._scratch.root,
-                                make_proposer(config.proposer, seed), site)
+                                make_proposer(config.proposer, seed), site, private=private)
 
     def run(self) -> int:
         """Works until the coordinator says stop; returns how many trials it reported."""

@@ -22,11 +22,15 @@ from swarm.core.config import SwarmConfig
 from swarm.core.envvars import expanded_env, worker_search_path
 from swarm.core.preflight import needs_problems, run_environ
 from swarm.core.scope import readonly_violation, scope_violation
-from swarm.core.values import Admission, CandidateInfo, Cost, TrialDigest, TrialOutcome, WorkerSite, WorkUnit
-from workers.classify import classify_run
+from swarm.core.values import (
+    Admission, CandidateInfo, ContextFile, Cost, TrialDigest, TrialOutcome, WorkerSite, WorkUnit,
+)
+from workers.classify import classify_trial
+from workers.evaluation import Evaluator, TrialRun
+from workers.feedback import without_heldout
 from workers.hardware import hardware_class
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure, Proposer
-from workers.sandbox import SandboxResult, run_sandboxed, scrubbed_env
+from workers.sandbox import scrubbed_env
 from workers.workspace import Workspace
 
 __all__ = ["CoordinatorCalls", "WorkerLoop", "PROPOSAL_ATTEMPTS", "expanded_env"]
@@ -53,6 +57,7 @@ class CoordinatorCalls(Protocol):
     swarm, the `Coordinator` object itself in tests."""
 
     def hello(self, worker_id: str, site: WorkerSite) -> dict[str, str]: ...
+    def briefing(self) -> tuple[ContextFile, ...]: ...
     def next_work(self, worker_id: str, have: str | None,
                   site: WorkerSite | None = None) -> WorkUnit: ...
     def begin_candidate(self, info: CandidateInfo) -> Admission: ...
@@ -79,13 +84,16 @@ Prepared = dict[str, "Candidate | ProposalFailure"]
 class WorkerLoop:
     def __init__(self, worker_id: str, config: SwarmConfig, client: CoordinatorCalls,
                  root: Path, proposer: Proposer, site: WorkerSite | None = None,
-                 best_poll_s: float = BEST_POLL_S) -> None:
+                 best_poll_s: float = BEST_POLL_S, private: tuple[str, ...] = ()) -> None:
         """`site`: where it runs; its hardware class is measured here when the driver did not
-        know it."""
+        know it. `private`: paths of this machine its trials must not see (the run directory)."""
         self.id = worker_id
         self.config = config
         self.client = client
         self.space = Workspace(root)
+        source = Path(config.target.repo)
+        hide = (*private, str(source)) if source.is_absolute() else private
+        self.evaluator = Evaluator(config, self.space.checkout, root, hide)
         self.proposer = proposer
         site = site or WorkerSite()
         self.site = replace(site, hardware=site.hardware or hardware_class(),
@@ -96,6 +104,10 @@ class WorkerLoop:
         self.prepared: Future[Prepared] | None = None
         self.unpaid = Cost()  # what dropped proposals cost: charged to the next one
         self.last_failure: str | None = None  # shown to the proposer after its own trial failed
+        self.last_feedback = ""  # what the checks said of its own last change
+        self.briefing: tuple[ContextFile, ...] = ()  # proposer.context, as the run recorded it
+        # the held-out metric's lines never reach a proposer, nor the ledger through feedback
+        self.heldout = tuple(n for n in (config.target.metric.heldout,) if n)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"propose-{worker_id}")
         self.readonly_hashes: dict[str, str] = {}
         self.best_poll_s = best_poll_s
@@ -103,6 +115,7 @@ class WorkerLoop:
     def run(self) -> int:
         """Loops until the coordinator says stop; returns how many trials this worker reported."""
         self.readonly_hashes = self.client.hello(self.id, self.site)
+        self.briefing = self.client.briefing()
         reported = 0
         try:
             while (unit := self.client.next_work(self.id, self.have, self.site)).action != "stop":
@@ -160,9 +173,11 @@ class WorkerLoop:
             return 0
         outcome = self._evaluate(admission.trial_id, candidate.commit, parent=parent)
         self.client.report(outcome)
+        tail = without_heldout((outcome.log or "")[-LOG_TAIL_CHARS:], self.heldout)
         self.last_failure = None if outcome.status == "ok" else (
             f"your last change ({proposal.hypothesis}) ended as {outcome.status}: {outcome.reason}\n"
-            f"--- the end of its log ---\n{(outcome.log or '')[-LOG_TAIL_CHARS:]}")
+            f"--- the end of its log ---\n{tail}")
+        self.last_feedback = f"({proposal.hypothesis})\n{outcome.feedback}" if outcome.feedback.strip() else ""
         return 1
 
     def _take_prepared(self, parent: str) -> Candidate | ProposalFailure | None:
@@ -233,7 +248,8 @@ class WorkerLoop:
             context = ProposalContext(
                 program=program, files=self.space.read_files(target.editable), recent=self.recent,
                 checkout=checkout, editable=tuple(target.editable), readonly=tuple(target.readonly),
-                winners=winners, last_failure=self.last_failure)
+                winners=winners, last_failure=self.last_failure, feedback=self.last_feedback,
+                briefing=self.briefing)
             proposal = _ask(self.proposer, context)
             if isinstance(proposal, ProposalFailure):
                 return _plus(proposal, spent)
@@ -269,14 +285,17 @@ class WorkerLoop:
         if self.have and self.config.workers.prepare_ahead:
             self.prepared = self._pool.submit(self._prepare, self.prepared, self.have, expect, trial_over)
         try:
-            result, guard_exit, output = self._run_experiment(trial_id)
+            trial = self._run_experiment(trial_id)
         finally:
             trial_over.set()
         tampered = readonly_violation(self.readonly_hashes, self._readonly_now())
-        status, metric, metrics, reason = classify_run(
-            result, self.config.target.metric.name, guard_exit=guard_exit, tampered=tampered)
-        return TrialOutcome(trial_id, self.id, status, metric, metrics, result.seconds,
-                            self.site.hardware, reason, output, bundle)
+        status, metric, metrics, reason = classify_trial(
+            trial, self.config.target.metric.name, tampered=tampered,
+            tiebreaks=[tiebreak.name for tiebreak in self.config.target.tiebreak])
+        seconds = sum(p.result.seconds for p in (trial.run, trial.guard, trial.score) if p)
+        return TrialOutcome(trial_id, self.id, status, metric, metrics, seconds,
+                            self.site.hardware, reason, trial.log(), bundle, isolated=trial.isolated,
+                            feedback=without_heldout(trial.feedback(), self.heldout))
 
     def _refusal(self, commit: str, parent: str) -> str | None:
         target = self.config.target
@@ -295,21 +314,9 @@ class WorkerLoop:
     def _readonly_now(self) -> dict[str, str]:
         return gitops.file_hashes(self.space.checkout, list(self.readonly_hashes))
 
-    def _run_experiment(self, trial_id: str) -> tuple[SandboxResult, int | None, str]:
-        """The experiment's result, the guard's exit code (None when it did not run), the log."""
-        target = self.config.target
-        log_path = self.space.logs / f"{trial_id}.log"
-        result = run_sandboxed(target.run, cwd=self.space.checkout, log_path=log_path,
-                               timeout_s=target.timeout_s, env=self._env(trial_id),
-                               max_log_bytes=target.max_log_bytes)
-        guard_exit = None
-        if target.guard and classify_run(result, target.metric.name)[0] == "ok":
-            guard_exit = run_sandboxed(target.guard, cwd=self.space.checkout,
-                                       log_path=self.space.logs / f"{trial_id}.guard.log",
-                                       timeout_s=target.timeout_s, env=self._env(trial_id)).exit_code
-        output = log_path.read_text(errors="replace")
-        log_path.unlink(missing_ok=True)  # the coordinator keeps the copy in runs/<name>/logs/
-        return result, guard_exit, output
+    def _run_experiment(self, trial_id: str) -> TrialRun:
+        """The trial's commands, run in the checkout (each in its jail unless the config says none)."""
+        return self.evaluator.evaluate(trial_id, self._env(trial_id), self.space.tracked_files())
 
     def _env(self, trial_id: str) -> dict[str, str]:
         path = worker_search_path(sys.executable, os.environ)

@@ -88,7 +88,7 @@ class Workspace:
             message = str(commit.message)
             found.append(AcceptedChange(
                 hypothesis=message.strip().splitlines()[0] if message.strip() else "",
-                metric=commit.trailers_dict.get("Swarm-Metric", [""])[0],
+                metric=", ".join(commit.trailers_dict.get("Swarm-Metric", [])),  # the metric, then tie-breakers
                 diff=diff[:max_diff_chars] + ("\n[diff cut]" if len(diff) > max_diff_chars else "")))
             commit = parent
         return tuple(found)
@@ -109,6 +109,10 @@ class Workspace:
     def read_text(self, path: str) -> str:
         file = self.scratch / path
         return file.read_text(errors="replace") if file.is_file() else ""
+
+    def tracked_files(self) -> list[str]:
+        """The evaluation checkout's tracked files (what a trial's jail copies)."""
+        return [p for p in self.repo.git.ls_files("-z").split("\0") if p]
 
     def changed_paths(self, parent: str, commit: str) -> list[str]:
         return gitops.changed_paths(self.repo, parent, commit)

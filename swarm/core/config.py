@@ -18,8 +18,9 @@ from swarm.core.errors import ConfigError
 from swarm.core.overrides import parse_settings, put_dotted
 
 __all__ = [
-    "MetricSpec", "NeedSpec", "TargetSpec", "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
-    "StopSpec", "SwarmConfig", "load_config",
+    "MetricSpec", "TieBreakSpec", "NeedSpec", "TargetSpec", "LimitsSpec", "SandboxSpec",
+    "WorkersSpec", "ProposerSpec", "AcceptanceSpec",
+    "StopSpec", "TrackingSpec", "SwarmConfig", "load_config",
 ]
 
 
@@ -34,6 +35,16 @@ class _Strict(BaseModel):
 class MetricSpec(_Strict):
     name: str = Field(min_length=1, description="key in the experiment's '---' block")
     direction: Literal["minimize", "maximize"] = "minimize"
+    heldout: str | None = Field(
+        default=None, description="key of the same measure on cases the proposer never sees: recorded "
+                                  "and reported (does it generalise), never in a prompt or feedback")
+
+
+class TieBreakSpec(_Strict):
+    name: str = Field(min_length=1, description="key in the experiment's '---' block")
+    direction: Literal["minimize", "maximize"] = "minimize"
+    min_delta: float = Field(default=0.0, ge=0, description="the smallest gain of it worth keeping, "
+                                                            "and how much worse still counts as a tie")
 
 
 class NeedSpec(_Strict):
@@ -48,9 +59,20 @@ class TargetSpec(_Strict):
     readonly: list[str] = Field(default_factory=list, description="globs hash-checked before every trial")
     run: str = Field(min_length=1, description="shell command of one experiment, run in the checkout")
     metric: MetricSpec
+    tiebreak: list[TieBreakSpec] = Field(
+        default_factory=list, description="metrics that decide, in order, between candidates tied on "
+                                          "the metric (not worse by more than its margin)")
     budget_s: float = Field(gt=0, description="the experiment's own budget, given as SWARM_BUDGET_S")
     timeout_s: float = Field(gt=0, description="hard kill of the experiment's whole process group")
     guard: str | None = Field(default=None, description="command that must exit 0 for a trial to count")
+    score: str | None = Field(
+        default=None, description="trusted command (of the readonly files) run after `run` in its own "
+                                  "jail, reading what run left in $SWARM_ARTIFACTS and the hidden files; "
+                                  "when set, the metric comes only from its result block")
+    hidden: list[str] = Field(
+        default_factory=list, description="files the experiment must not read (held-out data), shown to "
+                                          "score only: globs in the checkout, or absolute paths on each "
+                                          "worker's machine (~, $VAR and target.env's variables expand)")
     max_log_bytes: int = Field(default=2_000_000, gt=1000)
     env: dict[str, str] = Field(
         default_factory=dict,
@@ -69,11 +91,60 @@ class TargetSpec(_Strict):
                 raise ValueError(f"{name} is set by the worker itself and cannot be overridden")
         return env
 
+    def other_metrics(self) -> tuple[str, ...]:
+        """The metrics besides the one that decides, in the config's order: the tie-breakers,
+        then the held-out one."""
+        return (*(t.name for t in self.tiebreak), *([self.metric.heldout] if self.metric.heldout else []))
+
+    @model_validator(mode="after")
+    def _metrics_distinct(self) -> TargetSpec:
+        names = [self.metric.name, *(t.name for t in self.tiebreak)]
+        if self.metric.heldout is not None:
+            names.append(self.metric.heldout)
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"metric {name!r} is named twice among metric, metric.heldout and "
+                                 "tiebreak: each must be a different key of the result block")
+        return self
+
     @model_validator(mode="after")
     def _timeout_covers_budget(self) -> TargetSpec:
         if self.timeout_s < self.budget_s:
             raise ValueError(f"timeout_s ({self.timeout_s}) must be >= budget_s ({self.budget_s})")
         return self
+
+
+_ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})$")
+
+
+class LimitsSpec(_Strict):
+    memory_mb: int | None = Field(default=None, gt=0, description="resident memory of one trial's processes "
+                                                                  "together; default: 3/4 of the node's")
+    processes: int = Field(default=1024, ge=8, description="processes one trial may have at once")
+    cpu_s: int | None = Field(default=None, gt=0, description="CPU seconds any one process may use")
+    file_mb: int | None = Field(default=4096, gt=0, description="the largest file a trial may write")
+    scratch_mb: int = Field(default=4096, ge=16, description="the trial's /tmp, in memory: its copy of the "
+                                                            "checkout, HOME and artifacts")
+
+
+class SandboxSpec(_Strict):
+    isolation: Literal["namespaces", "none"] = Field(
+        default="namespaces", description="namespaces: every command of a trial in the jail (a worker "
+                                          "that cannot make one refuses trials); none: no jail at all")
+    network: list[str] = Field(default_factory=list, description="host:port endpoints a trial may reach "
+                                                                 "(nothing else); e.g. api.anthropic.com:443")
+    read: list[str] = Field(default_factory=list, description="host paths a trial may read, outside its "
+                                                              "checkout (data); ~ and $VAR expand")
+    limits: LimitsSpec = LimitsSpec()
+
+    @field_validator("network")
+    @classmethod
+    def _endpoints(cls, network: list[str]) -> list[str]:
+        for text in network:
+            match = _ENDPOINT.fullmatch(text)
+            if not match or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(f"{text!r} is not host:port (e.g. api.anthropic.com:443 or 127.0.0.1:8000)")
+        return network
 
 
 class WorkersSpec(_Strict):
@@ -129,6 +200,9 @@ class ProposerSpec(_Strict):
                                 description="the first backoff's ceiling (full jitter); doubles each retry")
     price: PriceSpec | None = Field(default=None, description="overrides litellm's price table")
     command: str | None = Field(default=None, description="kind agent: the coding agent CLI to run")
+    context: list[str] = Field(
+        default_factory=list, description="files every proposal is shown, e.g. an earlier run's "
+                                          "CHANGELOG.md (relative: to the config's folder)")
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +263,21 @@ class StopSpec(_Strict):
                                         "at least 10")
 
 
+class TrackingSpec(_Strict):
+    kind: Literal["mlflow", "wandb"] | None = Field(
+        default=None, description="where each evaluated trial is logged as a step: mlflow, wandb, or "
+                                  "null (nothing); needs pip install 'autoresearch-swarm[KIND]'")
+    uri: str | None = Field(
+        default=None, description="mlflow: the tracking URI (http://..., sqlite:///..., a folder); "
+                                  "default: sqlite:///RUN_DIR/mlflow.db")
+    experiment: str | None = Field(default=None, description="the MLflow experiment or W&B project; "
+                                                             "default: the config's name")
+    mode: Literal["offline", "online"] = Field(
+        default="offline", description="wandb: offline writes RUN_DIR/wandb/ (wandb sync it later); "
+                                       "online needs WANDB_API_KEY")
+    entity: str | None = Field(default=None, description="wandb: the team or user the project belongs to")
+
+
 class SwarmConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     target: TargetSpec
@@ -197,6 +286,8 @@ class SwarmConfig(_Strict):
     proposer: ProposerSpec = ProposerSpec()
     acceptance: AcceptanceSpec = AcceptanceSpec()
     stop: StopSpec = StopSpec()
+    sandbox: SandboxSpec = SandboxSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     def with_overrides(self, overrides: dict[str, Any]) -> SwarmConfig:
         """Returns a copy with dotted keys (e.g. 'stop.max_trials') replaced; None means unset."""

@@ -42,6 +42,7 @@ class RunStarted(_Event):
     tree: str
     readonly_hashes: dict[str, str] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)  # as recorded, checked when resumed
+    briefing: dict[str, str] = Field(default_factory=dict)  # proposer.context: each file's text, as read then
 
 
 class SessionStarted(_Event):
@@ -89,6 +90,8 @@ class TrialFinished(_Event):
     hardware: str | None = None  # replaces the class the trial started with (tests' ledgers)
     reported_hardware: str | None = None  # the worker's own word, kept for the record only
     reason: str = ""
+    isolated: bool | None = None  # its commands ran in the jail (None: not recorded, or nothing ran)
+    feedback: str = ""  # what its checks said for the proposer (SWARM_FEEDBACK_FILE), capped
 
 
 class Judged(_Event):

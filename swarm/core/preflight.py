@@ -9,6 +9,7 @@ a worker checks `target.needs` before every trial, on its own machine.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shlex
 import shutil
@@ -21,7 +22,7 @@ from swarm.core.envvars import expand, expanded_env
 from swarm.core.scope import matching_paths
 
 __all__ = ["Problem", "tree_files", "tree_problems", "machine_problems", "command_problem",
-           "needs_problems", "run_environ"]
+           "needs_problems", "run_environ", "tracking_problems"]
 
 # What importing a directory target leaves out (gitops' copy ignores the same).
 _IGNORED_DIRS = frozenset({".git", "__pycache__", ".venv", "runs"})
@@ -68,6 +69,7 @@ def tree_problems(config: SwarmConfig, root: Path, files: list[str] | None = Non
             if not matching_paths(files, [pattern]):
                 problems.append(Problem(key, f"'{pattern}' matches no file of {where} "
                                              f"(it has: {shown or 'no files'})"))
+    problems += _hidden_and_score_problems(config, files, where)
     if not (root / config.program).is_file():
         problems.append(Problem("program", f"'{config.program}' is not a file of {where}; write the "
                                            "target's instructions to agents there"))
@@ -86,9 +88,45 @@ def machine_problems(config: SwarmConfig, root: Path | None, environ: Mapping[st
     then left to the coordinator and the workers)."""
     env = run_environ(config, environ)
     target = config.target
-    commands = [("target.run", target.run)] + ([("target.guard", target.guard)] if target.guard else [])
+    commands = [("target.run", target.run)] + [
+        (key, command) for key, command in (("target.guard", target.guard), ("target.score", target.score)) if command]
     problems = [p for key, command in commands if (p := command_problem(key, command, root, env, search_path))]
-    return problems + needs_problems(target.needs, root, env)
+    return problems + needs_problems(target.needs, root, env) + tracking_problems(config, environ)
+
+
+def tracking_problems(config: SwarmConfig, environ: Mapping[str, str]) -> list[Problem]:
+    """A tracker whose library is not installed here (the coordinator runs on this machine, or
+    one set up alike), and W&B online without a key: refused before the run spends anything."""
+    tracking = config.tracking
+    if tracking.kind is None:
+        return []
+    if importlib.util.find_spec(tracking.kind) is None:
+        return [Problem("tracking.kind", f"{tracking.kind} is not installed here; pip install "
+                                         f"'autoresearch-swarm[{tracking.kind}]' (or set tracking.kind: null)")]
+    if tracking.kind == "wandb" and tracking.mode == "online" and not environ.get("WANDB_API_KEY"):
+        return [Problem("tracking.mode", "online needs WANDB_API_KEY in the environment; "
+                                         "offline (the default) needs none: wandb sync RUN_DIR/wandb later")]
+    return []
+
+
+def _hidden_and_score_problems(config: SwarmConfig, files: list[str], where: str) -> list[Problem]:
+    """A relative hidden glob that hides nothing, and a score command that would run a file agents
+    may change (then the score is theirs to fake)."""
+    target, problems = config.target, []
+    for pattern in target.hidden:
+        if not os.path.isabs(pattern) and not pattern.startswith(("~", "$")) and not matching_paths(files, [pattern]):
+            problems.append(Problem("target.hidden", f"'{pattern}' matches no file of {where}; absolute "
+                                                     "paths name files outside the target"))
+    if target.score:
+        try:
+            words = shlex.split(target.score)
+        except ValueError:
+            words = []  # command_problem says so
+        readonly = set(matching_paths(files, target.readonly))
+        for word in (w for w in words if w in files and w not in readonly):
+            problems.append(Problem("target.score", f"'{word}' is not in target.readonly: the score phase "
+                                                    "must run only files agents cannot change"))
+    return problems
 
 
 def command_problem(key: str, command: str, cwd: Path | None, environ: Mapping[str, str],

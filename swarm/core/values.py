@@ -12,14 +12,14 @@ from typing import Literal
 __all__ = [
     "TrialKind", "TrialStatus", "Verdict", "Refusal", "EVALUATED_STATUSES", "FAILED_STATUSES",
     "Cost", "Placement", "WorkerSite", "TrialDigest", "WorkUnit", "CandidateInfo", "Admission",
-    "TrialOutcome",
+    "TrialOutcome", "ContextFile",
 ]
 
 # baseline: a re-run of best (noise); candidate: a proposed change; confirm: a re-run of a promising trial.
 TrialKind = Literal["baseline", "candidate", "confirm"]
 
 TrialStatus = Literal[
-    "ok", "crash", "timeout", "out_of_scope", "guard_failed", "no_metric",
+    "ok", "crash", "timeout", "oom", "limit", "out_of_scope", "guard_failed", "no_metric",
     "duplicate", "stale_conflict", "lost",
 ]
 
@@ -33,7 +33,8 @@ Verdict = Literal["promising", "accepted", "merged", "discard", "unconfirmed", "
 Refusal = Literal["duplicate", "stop"]
 
 # Statuses that cost an evaluation (the others were refused before running).
-EVALUATED_STATUSES: frozenset[str] = frozenset({"ok", "crash", "timeout", "guard_failed", "no_metric"})
+EVALUATED_STATUSES: frozenset[str] = frozenset(
+    {"ok", "crash", "timeout", "oom", "limit", "guard_failed", "no_metric"})
 FAILED_STATUSES: frozenset[str] = EVALUATED_STATUSES - {"ok"}  # it ran, and broke
 
 
@@ -87,6 +88,7 @@ class TrialDigest:
     status: TrialStatus | Literal["running"]
     metric: float | None
     verdict: Verdict | None
+    feedback: str = ""  # the start of what its checks said (SWARM_FEEDBACK_FILE)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,14 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class ContextFile:
+    """A file the config hands every proposer (proposer.context), as the run recorded it."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class TrialOutcome:
     """What a worker measured for one trial. Its metric comes from the target's result block."""
 
@@ -139,3 +149,5 @@ class TrialOutcome:
     reason: str = ""  # why it is not 'ok', in one line
     log: str = ""  # the capped experiment log
     bundle: bytes | None = None  # the candidate's commit, for candidates
+    isolated: bool | None = None  # whether its commands ran in the jail (None: none ran)
+    feedback: str = ""  # what its commands wrote to SWARM_FEEDBACK_FILE for the proposer

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -49,10 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-trials", type=int, help="stop after this many evaluations in all")
     run.add_argument("--hours", type=float, help="stop after this many hours")
     run.add_argument("--proposer", choices=["mutate", "llm", "agent"], help="proposer.kind")
+    run.add_argument("--track", choices=["mlflow", "wandb"], help="log every trial to a tracker (tracking.kind)")
     run.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of a local one")
     run.add_argument("--run-dir", type=Path, help="default: runs/<name>")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     run.add_argument("--no-progress", action="store_true", help="print a line per update instead")
+    run.add_argument("--dashboard", action="store_true", help="serve the live dashboard on 127.0.0.1 while it runs")
+    run.add_argument("--dashboard-port", type=int, default=8700, help="its port (default 8700)")
     _add_set(run)
     run.set_defaults(command=_run)
     check = commands.add_parser("check", help="preflight: refuse a target that cannot work, before "
@@ -71,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write report.md, progress.png and lineage.svg of a run")
     report.add_argument("run_dir", type=Path, nargs="?", help="default: the newest run in runs/")
     report.set_defaults(command=_report)
+    _add_dashboard(commands)
     join = commands.add_parser("join", help="lend this machine's GPUs to a running search")
     join.add_argument("address", help="the head's HOST:PORT (GCS port, 6379 by default)")
     join.add_argument("--gpus", type=int, help="GPUs to lend (default: all Ray finds)")
@@ -79,13 +84,32 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument("--token-file", type=Path, help="the cluster's auth token (default: "
                       "$RAY_AUTH_TOKEN or ~/.ray/auth_token when present)")
     join.set_defaults(command=_join)
-    init = commands.add_parser("init", help="write out a shipped example target and its config")
+    init = commands.add_parser("init", help="scaffold a target from the repository DIR (asks on a "
+                               "terminal), or write out a shipped example (--example)")
     init.add_argument("--example", metavar="NAME", help="the example to write (--list names them)")
     init.add_argument("--list", action="store_true", help="name the shipped examples")
     init.add_argument("dir", type=Path, nargs="?", default=Path("."),
-                      help="where configs/NAME.yaml and the target go (default: here)")
+                      help="the repository to improve; with --example, where it goes (default: here)")
+    _add_init_answers(init)
     init.set_defaults(command=_init)
     return parser
+
+
+def _add_init_answers(init: argparse.ArgumentParser) -> None:
+    init.add_argument("--metric", help="the result block's key to improve")
+    init.add_argument("--direction", choices=["minimize", "maximize"], help="default: minimize")
+    init.add_argument("--pass-rate", action="store_true", help="improve the pass rate of assertions "
+                      "(metric pass_rate, maximize)")
+    init.add_argument("--editable", action="append", metavar="GLOB", help="files agents may change (repeatable)")
+    init.add_argument("--readonly", action="append", metavar="GLOB", help="fixed, hash-checked files (repeatable)")
+    init.add_argument("--run", metavar="CMD", help="command of one experiment (default: python train.py "
+                      "when train.py exists)")
+    init.add_argument("--guard", metavar="CMD", help="must exit 0 for a trial to count ('' for none; "
+                      "default: pytest -q when tests/ exists)")
+    init.add_argument("--budget-s", type=float, metavar="SECONDS", help="the experiment's budget (default: 300)")
+    init.add_argument("--name", help="configs/NAME.yaml (default: DIR's name)")
+    init.add_argument("--yes", action="store_true", help="ask nothing: take the defaults (as off a terminal)")
+    init.add_argument("--force", action="store_true", help="overwrite configs/NAME.yaml")
 
 
 def _add_set(command: argparse.ArgumentParser) -> None:
@@ -122,11 +146,11 @@ def _count(text: str) -> int | str:
 def _init(args: argparse.Namespace) -> int:
     from swarm.shell.starters import starters, write_starter
 
-    if args.list or not args.example:
+    if not args.list and not args.example:
+        return _init_target(args)
+    if args.list:
         for starter in starters():
             print(f"{starter.name:<26} {starter.description}")
-        if not args.list:
-            print("write one out: swarm init --example NAME [DIR]")
         return 0
     written = write_starter(args.example, args.dir)
     config = args.dir / "configs" / f"{args.example}.yaml"
@@ -135,6 +159,18 @@ def _init(args: argparse.Namespace) -> int:
     place = "" if args.dir == Path(".") else f"cd {args.dir} && "
     print(f"  {place}swarm check {config.relative_to(args.dir)} && swarm run {config.relative_to(args.dir)}")
     return 0
+
+
+def _init_target(args: argparse.Namespace) -> int:
+    from swarm.core.scaffold import Answers
+    from swarm.shell.init_target import init_target
+
+    metric: str | None = "pass_rate" if args.pass_rate else args.metric
+    direction: Literal["minimize", "maximize"] | None = "maximize" if args.pass_rate else args.direction
+    answers = Answers(name=args.name, metric=metric, direction=direction, editable=tuple(args.editable or ()),
+                      readonly=None if args.readonly is None else tuple(args.readonly), run=args.run,
+                      guard=args.guard, budget_s=args.budget_s)
+    return init_target(answers, args.dir, interactive=not args.yes and sys.stdin.isatty(), force=args.force)
 
 
 def _join(args: argparse.Namespace) -> int:
@@ -147,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     from swarm.shell.driver import RunOptions, connect, resolve_target_repo, run_swarm  # ray loads here
 
     overrides = {"workers.count": args.workers, "stop.max_trials": args.max_trials,
-                 "stop.hours": args.hours, "proposer.kind": args.proposer}
+                 "stop.hours": args.hours, "proposer.kind": args.proposer, "tracking.kind": args.track}
     config = resolve_target_repo(load_config(args.config, overrides, args.set), args.config)
     run_dir = args.run_dir or Path("runs") / config.name
     _check_run_dir(run_dir, args.resume)
@@ -158,6 +194,10 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console()
     connect(args.address, config)  # before the live display, so Ray's start-up lines stay above it
+    if args.dashboard:  # after connect, so that Ray's start-up lines stay above its URL
+        from swarm.shell.dashboard.cli import start_for_run
+
+        start_for_run(run_dir, args.dashboard_port)
     options = RunOptions(config, run_dir, resume=args.resume, address=args.address)
     if args.no_progress or not console.is_terminal:
         options.on_status = _printer(console)
@@ -168,6 +208,10 @@ def _run(args: argparse.Namespace) -> int:
             final = run_swarm(options)
     _print(console, render_status(_with_workers(final, run_dir)))
     console.print(f"run directory: {run_dir}  (ledger.jsonl, results.tsv, repo/ branch swarm/best)")
+    if config.tracking.kind is not None:
+        from coordinator.trackers import how_to_look
+
+        console.print(f"tracker: {how_to_look(config.tracking, run_dir)}", soft_wrap=True)
     if final.stop_failed:  # a broken target or proposer: one message, then the log that explains it
         from swarm.shell.diagnosis import failed_stop_lines
 
@@ -277,6 +321,12 @@ def _print(console: Console, shown: RenderableType) -> None:
 
 
 _PLAIN_WIDTH = 1000  # wider than any row: a row stays one line that grep finds whole
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from swarm.shell.dashboard.cli import add_parser
+
+    add_parser(commands)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -68,13 +68,12 @@ def run_swarm(options: RunOptions) -> RunStatus:
     with StopSignals() as signals:  # after connect: ray.init installs a SIGTERM handler of its own
         session = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         client = _start_coordinator(config, run_dir, session, options.resume, options.orphaned_after_s)
-        fleet = Fleet(config, client, f"{config.name}-{session}")
+        fleet = Fleet(config, client, f"{config.name}-{session}", (str(run_dir),))
         log.info("session %s: workers %s, run dir %s", session, config.workers.count, run_dir)
         ended = "the driver stopped on an error"
         try:
             final = _supervise(options, client, fleet, signals)
             ended = final.stop_reason or "stopped"
-            return final
         except SwarmError as exc:
             ended = str(exc)
             raise
@@ -82,6 +81,32 @@ def run_swarm(options: RunOptions) -> RunStatus:
             fleet.kill_all()
             _end_session(client, ended)
             ray.kill(client.handle, no_restart=True)
+    _track_report(config, run_dir)
+    return final
+
+
+def _track_report(config: SwarmConfig, run_dir: Path) -> None:
+    """A tracked run's report (report.md, progress.png, ...) is written and added to its tracker
+    run once the session has ended, where the run directory is on this machine."""
+    if config.tracking.kind is None or not (run_dir / "ledger.jsonl").exists():
+        return
+    from coordinator.trackers import upload_report
+    from swarm.shell.report.writer import write_report  # matplotlib loads here
+
+    try:
+        paths = write_report(run_dir)
+    except (SwarmError, OSError, ValueError) as exc:
+        log.warning("the report for the tracker was not written: %s", exc)
+        return
+    tracking_log = logging.getLogger("coordinator.tracking")  # its lines go to swarm.log too
+    added = [h for h in logging.getLogger("swarm").handlers if h not in tracking_log.handlers]
+    for handler in added:
+        tracking_log.addHandler(handler)
+    try:
+        upload_report(config, run_dir, paths)
+    finally:
+        for handler in added:
+            tracking_log.removeHandler(handler)
 
 
 def _end_session(client: CoordinatorClient, reason: str) -> None:
@@ -94,15 +119,26 @@ def _end_session(client: CoordinatorClient, reason: str) -> None:
 
 
 def resolve_target_repo(config: SwarmConfig, config_path: Path) -> SwarmConfig:
-    """A relative target.repo is looked up in the current directory, then beside the config."""
+    """A relative target.repo, and each relative proposer.context file, is looked up in the
+    current directory, then beside the config."""
+    context = [_found(config_path, "proposer.context", p, "give an existing file") for p in config.proposer.context]
+    if context != config.proposer.context:
+        config = config.with_overrides({"proposer.context": context})
     repo = config.target.repo
     if "://" in repo or repo.startswith("git@") or Path(repo).is_absolute():
         return config
+    return config.with_overrides({"target.repo": _found(config_path, "target.repo", repo,
+                                                        "give a directory or a git URL")})
+
+
+def _found(config_path: Path, key: str, given: str, fix: str) -> str:
+    if Path(given).is_absolute():
+        return given
     for base in (Path.cwd(), config_path.resolve().parent):
-        if (base / repo).exists():
-            return config.with_overrides({"target.repo": str((base / repo).resolve())})
-    raise ConfigError(f"{config_path}: target.repo '{repo}' is neither in {Path.cwd()} nor in "
-                      f"{config_path.resolve().parent}; give a directory or a git URL")
+        if (base / given).exists():
+            return str((base / given).resolve())
+    raise ConfigError(f"{config_path}: {key} '{given}' is neither in {Path.cwd()} nor in "
+                      f"{config_path.resolve().parent}; {fix}")
 
 
 # -- connecting and starting ------------------------------------------------------------------
@@ -126,7 +162,8 @@ def connect(address: str | None, config: SwarmConfig) -> None:
 
 def live_status(address: str, run_dir: Path) -> RunStatus:
     """The status of a run from its live coordinator on the cluster at `address`."""
-    _join(address)
+    if not ray.is_initialized():  # the dashboard asks every few seconds
+        _join(address)
     try:
         handle = ray.get_actor(coordinator_name(run_dir))
     except ValueError:

@@ -37,8 +37,11 @@ class _Worker:
 
 
 class Fleet:
-    def __init__(self, config: SwarmConfig, client: CoordinatorClient, run_tag: str) -> None:
+    def __init__(self, config: SwarmConfig, client: CoordinatorClient, run_tag: str,
+                 private: tuple[str, ...] = ()) -> None:
+        """`private`: paths no trial may see (the run directory), on any node that has them."""
         self.config, self.client, self.run_tag = config, client, run_tag
+        self.private = private
         self.running: dict[Any, _Worker] = {}  # run() ref -> worker
         self.started = 0
         self.nodes: list[Node] = []
@@ -67,7 +70,7 @@ class Fleet:
         actor = WorkerActor.options(  # type: ignore[attr-defined]
             num_cpus=spec.cpus_per_worker, num_gpus=spec.gpus_per_worker,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-        ).remote(worker_id, self.config, self.client, self.run_tag, seed, self._placement(node))
+        ).remote(worker_id, self.config, self.client, self.run_tag, seed, self._placement(node), self.private)
         self.running[actor.run.remote()] = _Worker(worker_id, actor, node)
         self.started += 1
         log.info("worker %s started on node %s%s", worker_id, node.node_id[:8],

@@ -11,6 +11,7 @@ from swarm.core.config import SwarmConfig
 from swarm.core.envvars import worker_search_path
 from swarm.core.preflight import Problem, machine_problems, run_environ, tree_files, tree_problems
 from swarm.core.scope import matching_paths
+from workers.evaluation import jail_missing
 from workers.proposers.readiness import proposer_problems
 
 __all__ = ["local_root", "preflight", "ok_line"]
@@ -32,6 +33,9 @@ def preflight(config: SwarmConfig, root: Path | None, needs_here: bool = True) -
     problems = tree_problems(config, root, files) if root is not None else []
     machine = machine_problems(config, root, os.environ, search_path)
     problems += [p for p in machine if needs_here or p.key != "target.needs"]
+    if needs_here and config.sandbox.isolation == "namespaces" and (missing := jail_missing()):
+        problems.append(Problem("sandbox.isolation", f"this machine cannot make the trials' jail ({missing}); "
+                                                     "set sandbox: {isolation: none} to run them without it"))
     return problems + proposer_problems(config, root, files, run_environ(config, os.environ), search_path)
 
 
@@ -46,5 +50,7 @@ def ok_line(config: SwarmConfig, root: Path | None) -> str:
         found = tree_files(root)
         files = (f"{len(matching_paths(found, target.editable))} editable and "
                  f"{len(matching_paths(found, target.readonly))} readonly file(s), {config.program}")
-    return (f"ok: {config.name}: {files}; the run command{guard} found{needs}; "
+    jail = "in the jail" if config.sandbox.isolation == "namespaces" else "WITHOUT a jail (sandbox.isolation: none)"
+    score = ", scored by target.score" if target.score else ""
+    return (f"ok: {config.name}: {files}; the run command{guard} found{needs}; trials run {jail}{score}; "
             f"proposer {config.proposer.kind} ready")

@@ -32,6 +32,14 @@ def render_status(status: RunStatus | None) -> Group:
     return Group(_headline(status, status.best), _workers(status))
 
 
+def _others(best: Headline, baseline: Headline | None) -> str:
+    """Each tie-breaker's (and the held-out metric's) mean on best, beside the baseline's."""
+    was = baseline.others if baseline else {}
+    return ", ".join(f"{name} {format_metric(value)}" + (f" (baseline {format_metric(was[name])})"
+                                                         if name in was else "")
+                     for name, value in best.others.items())
+
+
 def _headline(status: RunStatus, best: Headline) -> Table:
     table = Table.grid(padding=(0, 2))
     baseline = status.baseline
@@ -43,6 +51,7 @@ def _headline(status: RunStatus, best: Headline) -> Table:
     rows = [
         ("run", f"{status.name}  ({status.metric}, {status.direction})"),
         ("best", f"{_estimate(best)}{gain}"),
+        *([("other metrics", _others(best, baseline))] if best.others else []),
         ("from", f"{origin}  [{best.commit[:7]}]  {status.accepted} accepted so far"),
         ("noise", "-" if noise is None else f"{format_metric(noise)} (pooled std of repeated runs)"),
         ("trials", f"{status.trials_done} done, {status.trials_running} running{_unfinished(status)}, "

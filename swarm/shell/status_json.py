@@ -81,7 +81,7 @@ def _headline(figure: Headline | None) -> dict[str, Any] | None:
         return None
     return {"commit": figure.commit, "trial": figure.trial, "hypothesis": figure.hypothesis,
             "mean": figure.mean, "spread": figure.spread, "runs": figure.runs,
-            "by_class": dict(sorted(figure.by_class.items()))}
+            "by_class": dict(sorted(figure.by_class.items())), "others": dict(figure.others)}
 
 
 def _worker(row: WorkerRow) -> dict[str, Any]:

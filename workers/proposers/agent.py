@@ -20,7 +20,7 @@ import git
 
 from swarm.core.config import ProposerSpec
 from workers.proposers.base import Proposal, ProposalContext, ProposalFailure
-from workers.proposers.prompt import user_prompt
+from workers.proposers.prompt import briefing_text, user_prompt
 
 __all__ = ["AgentProposer", "AGENT_RULES"]
 
@@ -39,7 +39,8 @@ class AgentProposer:
     def propose(self, context: ProposalContext) -> Proposal | ProposalFailure:
         if context.checkout is None:
             return ProposalFailure("the agent proposer needs a checkout to work in")
-        prompt = f"{context.program.strip()}\n\n{AGENT_RULES}\n\n{user_prompt(context)}\n"
+        prompt = (f"{context.program.strip()}\n\n{briefing_text(context.briefing)}{AGENT_RULES}\n\n"
+                  f"{user_prompt(context)}\n")
         head_before = git.Repo(context.checkout).head.commit.hexsha
         with tempfile.TemporaryDirectory(prefix="swarm-prompt-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"

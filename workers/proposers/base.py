@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from swarm.core.values import Cost, TrialDigest
+from swarm.core.values import ContextFile, Cost, TrialDigest
 
 __all__ = ["AcceptedChange", "ProposalContext", "Proposal", "ProposalFailure", "Proposer"]
 
@@ -16,7 +16,7 @@ class AcceptedChange:
     """One of the latest changes on best's lineage, as a proposer is shown it."""
 
     hypothesis: str
-    metric: str  # its Swarm-Metric trailer, e.g. "val_bpb=1.234"; "" where not recorded
+    metric: str  # its Swarm-Metric trailers, e.g. "val_bpb=1.234" or "pass_rate=0.9, tokens=120"; "" where none
     diff: str
 
 
@@ -32,6 +32,8 @@ class ProposalContext:
     readonly: tuple[str, ...] = ()  # globs it must never touch
     winners: tuple[AcceptedChange, ...] = ()  # the latest accepted changes, newest first
     last_failure: str | None = None  # this worker's own last trial, if it failed: status and log tail
+    feedback: str = ""  # what the checks said of this worker's own last change (SWARM_FEEDBACK_FILE)
+    briefing: tuple[ContextFile, ...] = ()  # proposer.context: e.g. an earlier run's CHANGELOG.md
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class LLMProposer:
                                sum(spent, Cost()))
 
     def _messages(self, context: ProposalContext) -> list[dict[str, Any]]:
-        system: dict[str, Any] = {"type": "text", "text": system_prompt(context.program)}
+        system: dict[str, Any] = {"type": "text", "text": system_prompt(context.program, context.briefing)}
         if self.spec.model and self.spec.model.startswith("anthropic/"):
             system["cache_control"] = {"type": "ephemeral"}  # the stable prefix: cached by the provider
         return [{"role": "system", "content": [system]}, {"role": "user", "content": user_prompt(context)}]

@@ -7,10 +7,10 @@ of the baseline and what the swarm has tried.
 
 from __future__ import annotations
 
-from swarm.core.values import TrialDigest
+from swarm.core.values import ContextFile, TrialDigest
 from workers.proposers.base import ProposalContext
 
-__all__ = ["FORMAT_RULES", "system_prompt", "user_prompt", "retry_prompt"]
+__all__ = ["FORMAT_RULES", "system_prompt", "briefing_text", "user_prompt", "retry_prompt"]
 
 FORMAT_RULES = """\
 Reply with exactly one focused change, in this plain-text format and nothing else:
@@ -28,10 +28,16 @@ match the file exactly, in one place. An empty SEARCH creates a new file. Change
 you may edit."""
 
 
-def system_prompt(program: str) -> str:
+def system_prompt(program: str, briefing: tuple[ContextFile, ...] = ()) -> str:
     return (f"You are one of several research agents improving the same code in parallel. "
             f"Each of your proposals is trained and scored; the best version so far is kept.\n\n"
-            f"# Your instructions (program.md)\n\n{program.strip()}\n\n# Reply format\n\n{FORMAT_RULES}\n")
+            f"# Your instructions (program.md)\n\n{program.strip()}\n\n{briefing_text(briefing)}"
+            f"# Reply format\n\n{FORMAT_RULES}\n")
+
+
+def briefing_text(briefing: tuple[ContextFile, ...]) -> str:
+    """The files the config hands every proposer (proposer.context), each under its name."""
+    return "".join(f"# Given to you with the instructions: {f.name}\n\n{f.text.strip()}\n\n" for f in briefing)
 
 
 def user_prompt(context: ProposalContext, max_recent: int = 20) -> str:
@@ -47,6 +53,8 @@ def user_prompt(context: ProposalContext, max_recent: int = 20) -> str:
                   for w in context.winners]
     if context.last_failure:
         parts.append(f"# Your own last trial failed\n{context.last_failure}")
+    if context.feedback:
+        parts.append(f"# What the checks said of your own last change\n{context.feedback.strip()}")
     if context.readonly:
         parts.append(f"# Never change: {', '.join(context.readonly)}")
     parts.append("Propose your next change now.")
@@ -60,4 +68,5 @@ def retry_prompt(error: str) -> str:
 
 def _trial_line(trial: TrialDigest) -> str:
     shown = f"{trial.metric:.6g}" if trial.metric is not None else "no metric"
-    return f"- [{trial.verdict or trial.status}] {shown}: {trial.hypothesis}"
+    said = "".join(f"\n    | {line}" for line in trial.feedback.splitlines() if line.strip())
+    return f"- [{trial.verdict or trial.status}] {shown}: {trial.hypothesis}{said}"

@@ -6,13 +6,14 @@ The figures `swarm status` shows too come from `coordinator/figures.py`, so the 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from coordinator.figures import Estimate, WorkerFigures, estimate_of, gain_between, gpu_hours, worker_figures
 from coordinator.results import result_status
-from coordinator.state import SwarmState, TrialRecord
+from coordinator.state import VOLUNTEER_CLASS, SwarmState, TrialRecord
 from swarm.core.events import LedgerEvent, SessionStarted
 from swarm.core.stats import Direction, pooled_spread
 from swarm.core.values import EVALUATED_STATUSES
@@ -66,6 +67,10 @@ class RunFacts:
     changes: list[Change]
     running_best: list[tuple[float, int, float]]  # (time, trial number, best mean from then)
     total_gain: float | None  # best vs the target as given, positive = better
+    tiebreaks: tuple[str, ...] = ()  # target.tiebreak's names, in order
+    heldout: str | None = None  # metric.heldout: the same measure on cases no proposer saw
+    baseline_metrics: dict[str, float] = field(default_factory=dict)  # every metric's mean on the target as given
+    best_metrics: dict[str, float] = field(default_factory=dict)  # and on best
 
     @property
     def clock(self) -> tuple[float, str]:
@@ -130,7 +135,24 @@ def run_facts(state: SwarmState, events: list[LedgerEvent]) -> RunFacts:
         cost_usd=state.cost.usd, tokens_in=sum(t.cost.tokens_in for t in state.trials.values()),
         tokens_out=sum(t.cost.tokens_out for t in state.trials.values()),
         proposal_failures=state.proposal_failures, changes=changes,
-        running_best=running_best(state, changes, spans[0][0] if spans else 0.0), total_gain=total)
+        running_best=running_best(state, changes, spans[0][0] if spans else 0.0), total_gain=total,
+        tiebreaks=tuple(t.get("name", "") for t in target.get("tiebreak", [])),
+        heldout=target.get("metric", {}).get("heldout"),
+        baseline_metrics=metric_means(state, state.initial.commit) if state.initial else {},
+        best_metrics=metric_means(state, state.best.commit) if state.best else {})
+
+
+def metric_means(state: SwarmState, commit: str) -> dict[str, float]:
+    """The mean of each metric over a best's trusted runs, all classes pooled: a rough account
+    for people and the changelog; the decisions (class by class) are in the primary's gains."""
+    tree = state.tree_of.get(commit, "")
+    ids = [t for cls, runs in state.sample_runs.get(tree, {}).items()
+           if not cls.startswith(VOLUNTEER_CLASS) for t in runs]
+    values: dict[str, list[float]] = {}
+    for trial in ids:
+        for name, value in state.trials[trial].metrics.items():
+            values.setdefault(name, []).append(float(value))
+    return {name: statistics.fmean(v) for name, v in values.items() if v}
 
 
 def accepted_changes(state: SwarmState, direction: Direction) -> list[Change]:

@@ -16,7 +16,7 @@ from coordinator.state import TrialRecord
 from swarm.core.values import EVALUATED_STATUSES, FAILED_STATUSES
 from swarm.shell.report.facts import RunFacts
 
-__all__ = ["KindRecord", "change_kinds", "assigned_names", "tally_kinds", "lessons"]
+__all__ = ["KindRecord", "change_kinds", "assigned_names", "tally_kinds", "lessons", "unhelpful_lessons"]
 
 _CONSTANT = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
 _ASSIGNED = re.compile(r"^[+-]\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]*)?=(?!=)")
@@ -63,8 +63,14 @@ def tally_kinds(trials: list[TrialRecord], diffs: dict[str, str]) -> list[KindRe
 
 
 def lessons(facts: RunFacts, kinds: list[KindRecord]) -> list[str]:
-    found = _helped(kinds) + _never_helped(kinds) + _broke(kinds) + _noise(facts) + _staleness(facts)
+    found = _helped(kinds) + unhelpful_lessons(facts, kinds)
     return found or ["Too few judged trials to tell what helps yet."]
+
+
+def unhelpful_lessons(facts: RunFacts, kinds: list[KindRecord]) -> list[str]:
+    """The lessons about what did not pay: kinds that never helped or broke the experiment,
+    winners that were noise or went stale. CHANGELOG.md lists the helpful ones as its changes."""
+    return _never_helped(kinds) + _broke(kinds) + _noise(facts) + _staleness(facts)
 
 
 def _helped(kinds: list[KindRecord]) -> list[str]:

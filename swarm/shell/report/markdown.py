@@ -11,7 +11,8 @@ __all__ = ["render_report", "MAX_DIFF_LINES"]
 
 MAX_DIFF_LINES = 80  # per change: a page, not a patch file (the full diff is in repo/)
 _STATUS_ORDER = ["keep", "discard", "unconfirmed", "rebased", "stale_conflict", "pending",
-                 "baseline", "confirm", "crash", "timeout", "no_metric", "guard_failed",
+                 "baseline", "confirm", "crash", "timeout", "oom", "limit", "no_metric",
+                 "guard_failed",
                  "out_of_scope", "duplicate", "lost"]
 
 
@@ -46,7 +47,30 @@ def _headline(facts: RunFacts) -> str:
         ("GPU-hours", _gpu(facts)),
         ("LLM cost", _cost(facts)),
     ]
+    rows[3:3] = [(name, _moved(facts, name)) for name in facts.tiebreaks if name in facts.best_metrics]
+    if facts.heldout:
+        rows.insert(3, ("does it generalise", _generalises(facts, facts.heldout)))
     return "## Headline\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _moved(facts: RunFacts, name: str) -> str:
+    was = facts.baseline_metrics.get(name)
+    return f"{facts.best_metrics[name]:.6g}" + ("" if was is None else f" (baseline {was:.6g})")
+
+
+def _generalises(facts: RunFacts, name: str) -> str:
+    """The held-out metric beside the metric: a gain on the cases the proposers saw that the
+    held-out cases do not share was learnt from those cases, not of the task."""
+    was, now = facts.baseline_metrics.get(name), facts.best_metrics.get(name)
+    if was is None or now is None:
+        return f"not measured ({name} was not in the result blocks)"
+    moved = f"{name} {was:.6g} -> {now:.6g}"
+    held = now - was if facts.direction == "maximize" else was - now
+    if not facts.changes:
+        return f"{moved} (nothing was accepted)"
+    if held > 0:
+        return f"yes: {moved}, better on the held-out cases too"
+    return f"no: {moved}, the gains on {facts.metric} did not carry over to the held-out cases"
 
 
 def _percent(facts: RunFacts) -> str:
