@@ -257,7 +257,7 @@ def test_kill_9_of_the_driver_leaves_nothing_of_its_ray_instance(tmp_path, short
     assert session_processes(session) == []
     assert leftover_scratch(short_tmp) == []  # the reaper swept what the killed workers left
     assert "driver gone: ended" in (Path(session) / "logs" / "swarm_reaper.log").read_text()
-    assert all(p.is_running() for p in other_head)  # another Ray instance on the machine: untouched
+    assert [p.name() for p in other_head if not p.is_running()] == []  # another Ray instance: untouched
 
 
 # `make test` covers this through tests/test_jobs.py (`ray job stop` sends SIGTERM to an
@@ -275,7 +275,7 @@ def test_sigterm_with_address_finishes_trials_and_leaves_the_cluster_up(tmp_path
     assert driver.returncode == 130, output
     assert finished(run_dir)[trial] != "lost"
     assert sorted(finished(run_dir)) == sorted(started(run_dir))
-    assert all(p.is_running() for p in other_head)  # not the driver's to end
+    assert [p.name() for p in other_head if not p.is_running()] == []  # not the driver's to end
 
 
 # -- a head started with `ray start`, which no driver of these tests owns ---------------------
@@ -302,9 +302,11 @@ def head_env(head_tmp: Path) -> Iterator[tuple[dict[str, str], str]]:
 
 @pytest.fixture(scope="module")
 def other_head(head_env: tuple[dict[str, str], str], head_tmp: Path) -> list[psutil.Process]:
-    processes = session_processes(session_dir(head_tmp))
-    assert processes
-    return processes
+    """The other instance's daemons: its GCS and raylet. Not every process of its session, since
+    Ray itself ends the idle workers it prestarted whenever it likes (seen under CI's load)."""
+    daemons = [p for p in session_processes(session_dir(head_tmp)) if p.name() in ("gcs_server", "raylet")]
+    assert sorted(p.name() for p in daemons) == ["gcs_server", "raylet"]
+    return daemons
 
 
 def free_port() -> int:
