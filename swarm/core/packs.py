@@ -118,10 +118,11 @@ def _offset_back(data: bytes, pos: int, end: int) -> tuple[int, int]:
 def _inflate(data: bytes, pos: int, end: int, size: int, start: int) -> tuple[bytes, int]:
     """The zlib stream at `pos`, inflated to exactly `size` bytes; and where the next object
     starts. Fed in chunks, so a pack of many objects is not copied once per object."""
-    stream, view, pieces, got, fed = zlib.decompressobj(), memoryview(data), [], 0, pos
+    stream, view, got, fed = zlib.decompressobj(), memoryview(data), 0, pos
+    pieces: list[bytes] = []
     try:
         while not stream.eof:
-            chunk = stream.unconsumed_tail
+            chunk: bytes | memoryview = stream.unconsumed_tail
             if not chunk:
                 if fed >= end:
                     raise PackError(f"the object at byte {start} is cut off by the end of the pack")
