@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import functools
 import hashlib
 import heapq
@@ -290,6 +291,9 @@ class MemoryRecord:
         if isinstance(stamped, TrialFinished) and stamped.status in EVALUATED_STATUSES:
             self.kinds[self._kind_of[stamped.trial]] += 1
         return stamped
+
+    def one_sync(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     def write_log(self, trial_id: str, text: str) -> None:
         pass

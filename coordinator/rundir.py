@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,11 @@ class RunDirectory:
             shown = stamped.model_dump(exclude={"ts", "event", "metrics"}, exclude_none=True)
             log.info(" ".join(f"{k}={v}" for k, v in shown.items() if v not in ("", {})))
         return stamped
+
+    def one_sync(self) -> AbstractContextManager[None]:
+        """Events recorded inside are durable together when the block ends (Ledger.one_sync)."""
+        assert self._ledger is not None, "the ledger is opened or created first"
+        return self._ledger.one_sync()
 
     def write_log(self, trial_id: str, text: str) -> None:
         logs = self.path / "logs"

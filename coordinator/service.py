@@ -180,7 +180,8 @@ class Coordinator:
     def report(self, outcome: TrialOutcome) -> None:
         """Records a finished trial, then makes every verdict that it allows. Idempotent."""
         started = time.perf_counter()
-        self._record_outcome(outcome)
+        with self.directory.one_sync():
+            self._record_outcome(outcome)
         self.report_seconds.append(time.perf_counter() - started)
 
     def _record_outcome(self, outcome: TrialOutcome) -> None:
@@ -207,9 +208,10 @@ class Coordinator:
     def worker_lost(self, worker_id: str, reason: str) -> None:
         """The driver saw a worker die: its trial in flight is lost, owed re-runs are requeued."""
         self.roster.lost(worker_id)
-        for trial_id in self.state.inflight_of(worker_id):
-            self._finish_lost(trial_id, reason)
-        self._settle()
+        with self.directory.one_sync():
+            for trial_id in self.state.inflight_of(worker_id):
+                self._finish_lost(trial_id, reason)
+            self._settle()
 
     # -- what the driver calls ------------------------------------------------------------
 

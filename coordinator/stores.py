@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from coordinator.state import SwarmState
@@ -45,6 +46,7 @@ class Merged(Protocol):
 
 class RunRecord(Protocol):
     def record(self, event: LedgerEvent) -> LedgerEvent: ...
+    def one_sync(self) -> AbstractContextManager[None]: ...  # what is recorded inside: durable at its end
     def write_log(self, trial_id: str, text: str) -> None: ...
     def write_results(self, state: SwarmState) -> None: ...
     def close(self) -> None: ...

@@ -55,6 +55,29 @@ def test_appends_keep_their_order(tmp_path: Path) -> None:
     assert list(read_events(path)) == [first, second]
 
 
+def test_one_sync_writes_each_event_at_once_and_syncs_once_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    synced: list[int] = []
+    real_fsync = ledger_module.os.fsync
+    monkeypatch.setattr(ledger_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    with ledger.one_sync():
+        ledger.append(SessionStarted(session="a"))
+        with ledger.one_sync():  # a nested block syncs with the outer one
+            ledger.append(SessionStarted(session="b"))
+        # written, so a crash of this process keeps them; not yet synced
+        assert sessions(path) == ["a", "b"] and synced == []
+    assert len(synced) == 1
+    with ledger.one_sync():
+        pass
+    assert len(synced) == 1, "a block that recorded nothing syncs nothing"
+    ledger.append(SessionStarted(session="c"))
+    assert len(synced) == 2, "outside a block, every append is synced"
+    ledger.close()
+    assert sessions(path) == ["a", "b", "c"]
+
+
 def test_ledger_creates_missing_parent_directories(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "r1" / "ledger.jsonl"
     Ledger(path).close()
