@@ -44,7 +44,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -495,6 +495,9 @@ class Result:
     accepts: int
     false_accepts: int
     kinds: dict[str, int]
+    t_sequential: float  # virtual time (mean trials) the sequential loop took to q*
+    t_swarm: float  # and the swarm (inf: never)
+    steps_to_q: int  # accepts the swarm made until it reached q* (its rounds on the critical path)
 
 
 def run_cell(target: Target, cell: Cell) -> Result:
@@ -509,8 +512,10 @@ def run_cell(target: Target, cell: Cell) -> Result:
     if swarm.evaluations < target.budget:  # it reached q* early: go on to the equal-evaluations point
         equal = simulate(target, Settings(cell.workers, cell.durations, SWARM, cell.seed, target.budget, horizon))
     false = sum(1 for _t, before, after in swarm.accepts if after >= before)
+    steps = sum(1 for t, _before, _after in swarm.accepts if t <= t_swarm)
     return Result(cell, t_seq / t_swarm if t_swarm > 0 else math.inf, q_star, q_star,
-                  equal.true_after(target.budget), len(swarm.accepts), false, dict(swarm.kinds))
+                  equal.true_after(target.budget), len(swarm.accepts), false, dict(swarm.kinds),
+                  t_seq, t_swarm, steps)
 
 
 TARGETS: dict[str, Callable[[], Target]] = {
@@ -553,8 +558,8 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s\n")
     print("| target | workers | S_N (median) | S_N (min) | q* | true value at equal evaluations: swarm "
           "(sequential) | accepts | false accepts | evaluations to q*: baselines | confirmations | stale re-runs "
-          "| unions |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| unions | time to q*: sequential / swarm | swarm's accepts to q* | time per accept |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for target in targets:
         for n in workers:
             rows = [r for r in results if r.cell.target == target and r.cell.workers == n]
@@ -569,7 +574,16 @@ def main() -> None:
                   f"| {statistics.median(r.swarm_at_budget for r in rows):.4f} "
                   f"({statistics.median(r.seq_at_budget for r in rows):.4f}) "
                   f"| {sum(r.accepts for r in rows)} | {sum(r.false_accepts for r in rows)} "
-                  f"| {share['baseline']} | {share['confirm']} | {share['stale re-run']} | {share['union']} |")
+                  f"| {share['baseline']} | {share['confirm']} | {share['stale re-run']} | {share['union']} "
+                  f"| {_median_time(r.t_sequential for r in rows)} / {_median_time(r.t_swarm for r in rows)} "
+                  f"| {statistics.median(r.steps_to_q for r in rows):.0f} "
+                  f"| {_median_time(r.t_swarm / max(r.steps_to_q, 1) for r in rows)} |")
+
+
+def _median_time(values: Iterable[float]) -> str:
+    """Virtual time in mean trial durations; 'never' when most runs never got there."""
+    middle = statistics.median(values)
+    return "never" if math.isinf(middle) else f"{middle:.1f}"
 
 
 def print_null(runs: int = 10, evaluations: int = 60, workers: int = 4) -> None:

@@ -382,17 +382,19 @@ def _confirmation_judgements(state: SwarmState, acceptance: AcceptanceSpec, judg
     pending = _pending_union_parts(state) if testing else set()
     for trial_id in state.awaiting:
         trial = state.trials[trial_id]
-        runs = state.confirmations(trial_id)
         stale = not on_best(state, trial)  # judge now on the runs it has, then rebase
+        # The filters below only skip; the cheap ones go first (a large swarm holds hundreds
+        # of stale winners waiting for a union, and this runs twice per result).
         if stale and _on_pending_union(state, trial):
             continue  # made on the union being judged: its parent's verdict comes first
+        if testing and stale and _waits_for_union(trial, pending, len(state.candidate_ids), workers, winding_down):
+            continue  # a union on the new best may take its change as it is
+        runs = state.confirmations(trial_id)
         wanted = confirmations_wanted(trial, acceptance)
         if any(r.status is None for r in runs) or (len(runs) < wanted and not stale):
             continue
         if testing and not stale and 1 + len(runs) <= trial.judged_runs:
             continue  # no run since its last look: it waits for a union or another run
-        if testing and stale and _waits_for_union(trial, pending, len(state.candidate_ids), workers, winding_down):
-            continue  # a union on the new best may take its change as it is
         failed = [r for r in runs if r.status != "ok"]
         if failed:
             found.append(Judgement(trial_id, "unconfirmed", 0.0, _bar(state, acceptance, trial.hardware),
