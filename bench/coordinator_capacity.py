@@ -3,9 +3,11 @@
 
 1. Results per second. The coordinator is the real `coordinator.service.Coordinator`, called
    one call at a time as the Ray actor runs them (one lock); the workers are threads whose
-   trials return at once: each asks for work, commits a one-line change to examples/quadratic's
-   train.py, announces it and reports a noisy score straight away, so the coordinator is the
-   bottleneck. Per row: results/s over the row; the coordinator's own time per call (median /
+   trials return at once: each asks for work, makes a one-line change to examples/quadratic's
+   train.py on the commit it was given (in-process, `Crafter`: a real commit in a real bundle,
+   without the five git processes a real worker spends on it, which would otherwise take the
+   two cores this machine has) and reports a noisy score straight away, so the coordinator is
+   the bottleneck. Per row: results/s over the row; the coordinator's own time per call (median /
    p90) for `next_work`, `begin_candidate` and `report` (verdicts, merges, results.tsv); a
    report's latency as its worker sees it (waiting for the lock plus the call); and the share of
    the row the coordinator was busy. Memory: the size of the coordinator's state after the row
@@ -32,15 +34,18 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
 import platform
 import pstats
 import random
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,9 +57,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import git  # noqa: E402
+
 from coordinator.service import Coordinator  # noqa: E402
-from swarm.core import gitops  # noqa: E402
+from swarm.core import gitops, packs  # noqa: E402
 from swarm.core.config import SwarmConfig, load_config  # noqa: E402
+from swarm.core.packs import GitObject  # noqa: E402
 from swarm.core.values import CandidateInfo, TrialOutcome, WorkerSite  # noqa: E402
 from workers.workspace import Workspace  # noqa: E402
 
@@ -98,8 +106,68 @@ def _score(text: str, rng: random.Random) -> float:
     return (a - 3.0) ** 2 + 2 * (b - 0.3) ** 2 + 2 * (c - 0.25) ** 2 + 0.6 + rng.gauss(0.0, 0.02)
 
 
-def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: threading.Lock,
-                     deadline: float, seed: int) -> None:
+class Crafter:
+    """The simulated workers' commits, made in-process: the parent's tree is read from the
+    coordinator's repository (through a Repo object of its own, so its own cat-file processes),
+    and the new blob, tree and commit are hashed here and sent as a real v2 bundle around a real
+    pack, which the coordinator reads as it reads any worker's. A worker's git processes (a
+    checkout, a commit, a bundle: five per proposal) would otherwise take most of two cores,
+    and the row would measure them instead of the coordinator. Nothing is written to the
+    coordinator's repository: the objects reach it only in the bundle."""
+
+    def __init__(self, repo_dir: Path) -> None:
+        self.repo, self.lock, self.made = git.Repo(repo_dir), threading.Lock(), 0
+
+    def text(self, commit: str, path: str = "train.py") -> str:
+        with self.lock:
+            return str((self.repo.commit(commit).tree / path).data_stream.read().decode())
+
+    def commit_on(self, parent: str, text: str, message: str, path: str = "train.py") -> tuple[str, str, bytes]:
+        """(commit, tree, bundle) of `parent` with `path` holding `text`."""
+        with self.lock:
+            tree_sha = self.repo.commit(parent).tree.hexsha
+            raw_tree = self.repo.odb.stream(bytes.fromhex(tree_sha)).read()
+            self.made += 1
+            made = self.made
+        blob = GitObject("blob", text.encode())
+        tree = GitObject("tree", _with_entry(raw_tree, path.encode(), bytes.fromhex(blob.sha)))
+        stamp = f"swarm <swarm@localhost> {int(time.time())} +0000"
+        commit = GitObject("commit", f"tree {tree.sha}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n"
+                                     f"{message} ({made})\n".encode())
+        header = f"# v2 git bundle\n-{parent} parent\n{commit.sha} refs/swarm/outgoing/{commit.sha}\n\n".encode()
+        return commit.sha, tree.sha, header + _pack_of([commit, tree, blob])
+
+
+def _with_entry(raw_tree: bytes, name: bytes, sha: bytes) -> bytes:
+    """A tree object's entries with `name`'s object replaced (mode, name and order kept)."""
+    out, pos, found = bytearray(), 0, False
+    while pos < len(raw_tree):
+        nul = raw_tree.index(b"\0", pos)
+        mode, entry = raw_tree[pos:nul].split(b" ", 1)
+        old = raw_tree[nul + 1:nul + 21]
+        found = found or entry == name
+        out += raw_tree[pos:nul + 1] + (sha if entry == name else old)
+        pos = nul + 21
+    assert found, f"the tree has no {name!r}"
+    return bytes(out)
+
+
+def _pack_of(objects: list[GitObject]) -> bytes:
+    """A version-2 pack of whole (undeltified) objects, as git's format has it."""
+    kinds = {kind: number for number, kind in packs.KINDS.items()}
+    body = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
+    for obj in objects:
+        size = len(obj.data)
+        byte, size = (kinds[obj.kind] << 4) | (size & 15), size >> 4
+        while size:
+            body.append(byte | 0x80)
+            byte, size = size & 0x7F, size >> 7
+        body.append(byte)
+        body += zlib.compress(obj.data)
+    return bytes(body + hashlib.sha1(body).digest())
+
+
+def simulated_worker(worker: str, timed: Timed, crafter: Crafter, deadline: float, seed: int) -> None:
     """A worker without an experiment: it proposes a new value for one of the quadratic's
     constants, and scores whatever it is asked to run (a baseline, a re-run, a union) by the
     constants its commit holds, with the target's noise."""
@@ -110,24 +178,18 @@ def simulated_worker(worker: str, timed: Timed, space: Workspace, space_lock: th
         unit = timed.call("next_work", worker, have, HARDWARE)
         if unit.action == "stop":
             return
-        with space_lock:
-            space.receive(unit.bundle)
-        have = unit.best_commit
+        have = unit.best_commit  # its bundle is a worker's to read: the crafter reads the pool itself
         if unit.action == "wait":
             time.sleep(unit.wait_s)
             continue
         if unit.action == "evaluate":
-            with space_lock:
-                text = space.repo.git.show(f"{unit.commit}:train.py")
+            text = crafter.text(unit.commit)
             timed.call("report", TrialOutcome(unit.trial_id, worker, "ok", _score(text, rng),
                                               seconds=0.0, hardware="cpu:bench", log="---\n"))
             continue
         knob, value = rng.choice(KNOBS), round(rng.uniform(0.0, 6.0 if rng.random() < 0.34 else 1.0), 6)
-        with space_lock:
-            space.start_proposal(unit.commit)
-            text = re.sub(rf"^{knob} = .*$", f"{knob} = {value}", space.read_text("train.py"), flags=re.M)
-            commit, tree = space.commit_on(unit.commit, {"train.py": text}, f"{knob} = {value}")
-            bundle = space.bundle(commit, unit.commit)
+        text = re.sub(rf"^{knob} = .*$", f"{knob} = {value}", crafter.text(unit.commit), flags=re.M)
+        commit, tree, bundle = crafter.commit_on(unit.commit, text, f"{knob} = {value}")
         admission = timed.call("begin_candidate", CandidateInfo(worker, unit.commit, commit, tree, f"{knob} = {value}"))
         if admission.refusal:
             continue
@@ -169,11 +231,11 @@ def measure(workers: int, seconds: float) -> Row:
         gc.collect()
         rss_before = _rss_bytes()
         coordinator = Coordinator(_config(workers, baseline_runs=3), Path(tmp) / "run", "bench", resume=False)
-        timed, space, space_lock = Timed(coordinator), Workspace(Path(tmp) / "crafting"), threading.Lock()
+        timed, crafter = Timed(coordinator), Crafter(Path(coordinator.pool.repo.working_dir))
         deadline = time.monotonic() + seconds
         started = time.monotonic()
         threads = [threading.Thread(target=simulated_worker,
-                                    args=(f"w{i}", timed, space, space_lock, deadline, i), daemon=True)
+                                    args=(f"w{i}", timed, crafter, deadline, i), daemon=True)
                    for i in range(workers)]
         for thread in threads:
             thread.start()
@@ -189,6 +251,7 @@ def measure(workers: int, seconds: float) -> Row:
                   deep_size([coordinator.roster.live, coordinator.roster.placement, state.refusal_streak,
                              state.refused_at]),
                   rss_growth, (Path(tmp) / "run" / "ledger.jsonl").stat().st_size)
+        crafter.repo.close()
         coordinator.close()
     return row
 
@@ -221,16 +284,27 @@ def _ms(samples: list[float]) -> str:
     return f"{1000 * ordered[len(ordered) // 2]:.1f} / {1000 * ordered[int(len(ordered) * 0.9)]:.1f}"
 
 
+def _quarters(samples: list[float]) -> str:
+    """Whether a result costs more as the run's trials pile up: the median of the first and of
+    the last quarter of the reports, in the order they came."""
+    quarter = len(samples) // 4
+    if not quarter:
+        return "-"
+    first, last = sorted(samples[:quarter]), sorted(samples[-quarter:])
+    return f"{1000 * first[len(first) // 2]:.1f} / {1000 * last[len(last) // 2]:.1f}"
+
+
 def print_capacity(rows: list[Row], seconds: float) -> None:
     print(f"## results per second ({seconds:g} s per row)\n")
     print("| workers | results | results/s | accepted | unions (accepted) | coordinator busy "
-          "| next_work ms (median / p90) | begin_candidate ms | report ms | report ms as the worker sees it |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| next_work ms (median / p90) | begin_candidate ms | report ms | report ms as the worker sees it "
+          "| report ms median: first / last quarter of the row |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r.workers} | {r.results} | {r.results / r.wall:.1f} | {r.accepted} "
               f"| {r.unions[0]} ({r.unions[1]}) | {r.busy:.0%} "
               f"| {_ms(r.seconds['next_work'])} | {_ms(r.seconds['begin_candidate'])} "
-              f"| {_ms(r.seconds['report'])} | {_ms(r.seen['report'])} |")
+              f"| {_ms(r.seconds['report'])} | {_ms(r.seen['report'])} | {_quarters(r.seconds['report'])} |")
     print("\n## memory after each row\n")
     print("| workers | trials in state | state KB | state bytes per trial | per-worker tables KB "
           "| ledger KB | process RSS growth MB |")
