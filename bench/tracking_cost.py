@@ -35,13 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from coordinator_capacity import Timed, simulated_worker  # noqa: E402
+from coordinator_capacity import Crafter, Timed, simulated_worker  # noqa: E402
 
 from coordinator.service import Coordinator  # noqa: E402
 from coordinator.tracking import steps_of  # noqa: E402
 from swarm.core.config import SwarmConfig, load_config  # noqa: E402
 from swarm.core.ledger import read_events  # noqa: E402
-from workers.workspace import Workspace  # noqa: E402
 
 KINDS = ("off", "mlflow", "wandb")
 
@@ -75,9 +74,9 @@ def measure(kind: str, workers: int, seconds: float) -> Round:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         coordinator = Coordinator(_config(kind, workers), run_dir, "bench", resume=False)
-        timed, space, lock = Timed(coordinator), Workspace(Path(tmp) / "crafting"), threading.Lock()
+        timed, crafter = Timed(coordinator), Crafter(Path(coordinator.pool.repo.working_dir))
         deadline, started = time.monotonic() + seconds, time.monotonic()
-        threads = [threading.Thread(target=simulated_worker, args=(f"w{i}", timed, space, lock, deadline, i),
+        threads = [threading.Thread(target=simulated_worker, args=(f"w{i}", timed, crafter, deadline, i),
                                     daemon=True) for i in range(workers)]
         for thread in threads:
             thread.start()

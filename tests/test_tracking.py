@@ -302,20 +302,19 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def drive(config: SwarmConfig, run_dir: Path, resume: bool) -> None:
     """The coordinator in-process, with simulated workers whose trials return at once."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from coordinator_capacity import Timed, simulated_worker  # type: ignore[import-not-found]
+    from coordinator_capacity import Crafter, Timed, simulated_worker  # type: ignore[import-not-found]
 
     from coordinator.service import Coordinator
-    from workers.workspace import Workspace
 
     coordinator = Coordinator(config, run_dir, f"s{int(resume)}", resume=resume)
-    timed, space = Timed(coordinator), Workspace(run_dir.parent / f"crafting{int(resume)}")
-    lock = threading.Lock()
-    workers = [threading.Thread(target=simulated_worker, args=(f"w{i}", timed, space, lock,
+    timed, crafter = Timed(coordinator), Crafter(Path(coordinator.pool.repo.working_dir))
+    workers = [threading.Thread(target=simulated_worker, args=(f"w{i}", timed, crafter,
                                                                time.monotonic() + 120, i)) for i in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    crafter.repo.close()
     coordinator.end_session("done")
     coordinator.close()
 
@@ -331,7 +330,10 @@ def test_wandb_offline_holds_the_ledgers_steps_after_a_resume_too(tmp_path: Path
         assert [(h["_step"], h[name]) for h in history if name in h] == expected(steps, name), name
     assert [(h["status"], h["worker"], h["hardware"]) for h in history] == [
         (s.status, s.worker, s.hardware) for s in steps]
-    assert len({p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}) == 1  # one id
+    # one id; wandb adds "-1" to a second session's folder when both started in the same second
+    ids = {re.sub(r"^offline-run-\d{8}_\d{6}-(.+?)(-\d+)?$", r"\1", p.name)
+           for p in (run_dir / "wandb").glob("offline-run-*")}
+    assert len(ids) == 1, ids
     assert (run_dir / "tracking" / "wandb.cursor").read_text().strip() == str(len(steps))
 
 
